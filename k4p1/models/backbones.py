@@ -1,0 +1,252 @@
+"""Backbones from `keras.applications`, with weights from Keras, a file, or a TF checkpoint.
+
+A backbone is the `include_top=False` application with global average pooling:
+its output is the pooled feature vector that a task head (`logits__<task>`)
+reads. `weights` selects where its weights come from:
+
+* `None`: random initialisation (tests, tiny models).
+* `"imagenet"`: Keras' published ImageNet weights (downloaded, cached in
+  `~/.keras/models`). Offline this fails within seconds with a message naming
+  the file Keras wanted.
+* a path to a `.keras`, `.h5` or `.weights.h5` file. A whole saved model may
+  contain the backbone as a nested model at another input size (e.g. a
+  fine-tuned classifier): weights are then copied layer by layer, by name.
+* `"slim:<ckpt>"`, `"ssd_tf1:<ckpt>"`, `"ssd_tf2:<ckpt>"`: TensorFlow
+  checkpoints of TF-slim and the Object Detection API
+  (see `k4p1.models.tf_checkpoints`).
+"""
+
+import contextlib
+import dataclasses
+import os
+import re
+import socket
+from typing import Callable
+
+from absl import logging
+import h5py
+import keras
+
+# Seconds a Keras weight download may wait on the network before we give up.
+_DOWNLOAD_TIMEOUT_S = 15
+_CHECKPOINT_PREFIXES = ("slim:", "ssd_tf1:", "ssd_tf2:")
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+  """How to build one `keras.applications` family and what its patches target.
+
+  Attributes:
+    name: k4p1's name for the architecture.
+    constructor: the `keras.applications` function.
+    default_image_size: the input size the paper (or Keras) uses.
+    min_image_size: the smallest input size Keras accepts.
+    supports_alpha: whether the width multiplier `alpha` applies.
+    bn_has_scale: whether its BatchNormalization layers learn gammas; without
+      them `scale_bias` is beta-only and `scale` matches nothing.
+    has_depthwise: whether it has DepthwiseConv2D layers (`depthwise` kind).
+  """
+  name: str
+  constructor: Callable[..., keras.Model]
+  default_image_size: int
+  min_image_size: int
+  supports_alpha: bool
+  bn_has_scale: bool
+  has_depthwise: bool
+
+
+_APPS = keras.applications
+ARCHITECTURE_TABLE = {
+    a.name: a for a in (
+        Architecture("mobilenet_v2", _APPS.MobileNetV2, 224, 32, True, True, True),
+        Architecture("inception_v3", _APPS.InceptionV3, 299, 75, False, False,
+                     False),
+        Architecture("resnet50", _APPS.ResNet50, 224, 32, False, True, False),
+        Architecture("efficientnet_b0", _APPS.EfficientNetB0, 224, 32, False,
+                     True, True),
+        Architecture("mobilenet_v3_large", _APPS.MobileNetV3Large, 224, 32, True,
+                     True, True),
+    )
+}
+ARCHITECTURES = tuple(ARCHITECTURE_TABLE)
+DEFAULT_IMAGE_SIZE = {
+    name: a.default_image_size for name, a in ARCHITECTURE_TABLE.items()
+}
+
+
+def get_architecture(name: str) -> Architecture:
+  """Returns the `Architecture` called `name`.
+
+  Raises:
+    ValueError: `name` is not a known architecture.
+  """
+  if name not in ARCHITECTURE_TABLE:
+    raise ValueError(f"Unknown model {name!r}; valid choices: "
+                     f"{', '.join(ARCHITECTURES)}.")
+  return ARCHITECTURE_TABLE[name]
+
+
+def build_backbone(name: str,
+                   image_size: int,
+                   weights=None,
+                   alpha: float = 1.0,
+                   pooling: str = "avg",
+                   **kwargs) -> keras.Model:
+  """Builds a pooled feature extractor from `keras.applications`.
+
+  Args:
+    name: one of `ARCHITECTURES`.
+    image_size: square input size in pixels.
+    weights: `None`, `"imagenet"`, a path to a Keras file, or a TF checkpoint
+      reference (`"slim:<path>"`, `"ssd_tf1:<path>"`, `"ssd_tf2:<path>"`).
+    alpha: width multiplier (MobileNets only).
+    pooling: `"avg"` or `"max"`; the output must be a feature vector so that
+      task heads can read it.
+    **kwargs: passed to the `keras.applications` constructor.
+
+  Returns:
+    A functional `keras.Model` mapping images to pooled features.
+
+  Raises:
+    ValueError: bad name, size, alpha, pooling or weights argument.
+    FileNotFoundError: a weights path that does not exist.
+  """
+  arch = get_architecture(name)
+  if not isinstance(image_size, int) or image_size < arch.min_image_size:
+    raise ValueError(f"image_size={image_size!r} is invalid for {name}: use an "
+                     f"integer >= {arch.min_image_size}.")
+  if alpha != 1.0 and not arch.supports_alpha:
+    raise ValueError(f"alpha={alpha} is not supported by {name}; only "
+                     f"{[a for a in ARCHITECTURES if ARCHITECTURE_TABLE[a].supports_alpha]} "
+                     "take a width multiplier.")
+  if pooling not in ("avg", "max"):
+    raise ValueError(f"pooling={pooling!r} is invalid; valid choices: 'avg', "
+                     "'max' (task heads need a pooled feature vector).")
+  app_kwargs = dict(input_shape=(image_size, image_size, 3), include_top=False,
+                    pooling=pooling, **kwargs)
+  if arch.supports_alpha:
+    app_kwargs["alpha"] = alpha
+  if name == "mobilenet_v3_large":
+    # Its optional built-in preprocessing stays on (inputs in [0, 255]), and
+    # 'minimalistic' stays off, matching the published weights.
+    app_kwargs.setdefault("include_preprocessing", True)
+
+  if weights is None:
+    return arch.constructor(weights=None, **app_kwargs)
+  if weights == "imagenet":
+    return _build_with_imagenet(arch, app_kwargs)
+  if not isinstance(weights, (str, os.PathLike)):
+    raise ValueError(f"weights={weights!r} is invalid; valid choices: None, "
+                     "'imagenet', a .keras/.h5/.weights.h5 path, or "
+                     "'slim:<ckpt>', 'ssd_tf1:<ckpt>', 'ssd_tf2:<ckpt>'.")
+  weights = os.fspath(weights)
+  model = arch.constructor(weights=None, **app_kwargs)
+  if weights.startswith(_CHECKPOINT_PREFIXES):
+    # Imported lazily: the checkpoint tables are only needed for these sources.
+    from k4p1.models import tf_checkpoints  # pylint: disable=g-import-not-at-top
+    tf_checkpoints.load_tf_checkpoint(model, weights, architecture=name,
+                                      alpha=alpha)
+    return model
+  load_weights_file(model, weights)
+  return model
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds):
+  previous = socket.getdefaulttimeout()
+  socket.setdefaulttimeout(seconds)
+  try:
+    yield
+  finally:
+    socket.setdefaulttimeout(previous)
+
+
+def _build_with_imagenet(arch: Architecture, app_kwargs) -> keras.Model:
+  """Builds with Keras' ImageNet weights; fails fast and clearly offline."""
+  try:
+    # Keras looks in its cache (~/.keras/models) before the network; the
+    # timeout turns a network that silently drops packets into a quick error.
+    with _socket_timeout(_DOWNLOAD_TIMEOUT_S):
+      return arch.constructor(weights="imagenet", **app_kwargs)
+  except Exception as e:  # Keras raises a bare Exception on fetch failures.
+    match = re.search(r"https?://\S+?\.h5", str(e))
+    if match is None:
+      raise
+    url = match.group(0)
+    filename = url.rsplit("/", 1)[-1]
+    raise OSError(
+        f"Could not load ImageNet weights for {arch.name}: Keras wanted "
+        f"{filename} from {url} and the download failed ({e}). On a machine "
+        f"without internet, download that file elsewhere and pass its path: "
+        f"weights='/path/to/{filename}' (flag --weights=/path/to/{filename}), "
+        f"or put it in ~/.keras/models/.") from e
+
+
+def _is_whole_model_h5(path: str) -> bool:
+  with h5py.File(path, "r") as f:
+    return "model_config" in f.attrs
+
+
+def load_weights_file(model: keras.Model, path: str) -> None:
+  """Fills `model` from a `.keras`, `.h5` or `.weights.h5` file.
+
+  A whole saved model is searched (recursively) for a nested model that has
+  every weighted layer of `model` under the same name and with the same
+  shapes; weights are copied layer by layer. This loads, e.g., the backbone of
+  a fine-tuned 160 px classifier into a 96 px backbone.
+
+  Args:
+    model: the freshly built backbone to fill in place.
+    path: the weights file.
+
+  Raises:
+    FileNotFoundError: `path` does not exist.
+    ValueError: the file's extension is not supported, or no model in it has
+      the backbone's layers.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"Weights file {path!r} does not exist. Valid weights: None, "
+        "'imagenet', a .keras/.h5/.weights.h5 path, or a TF checkpoint "
+        "'slim:<ckpt>', 'ssd_tf1:<ckpt>', 'ssd_tf2:<ckpt>'.")
+  if path.endswith(".weights.h5"):
+    model.load_weights(path)
+    return
+  if path.endswith(".h5") and not _is_whole_model_h5(path):
+    model.load_weights(path)  # Legacy weights-only file, e.g. Keras' own.
+    return
+  if not path.endswith((".keras", ".h5")):
+    raise ValueError(f"Unsupported weights file {path!r}; valid extensions: "
+                     ".keras, .h5, .weights.h5.")
+  source = keras.models.load_model(path, compile=False)
+  donor = _find_donor(source, model)
+  if donor is None:
+    raise ValueError(
+        f"No model inside {path!r} has the layers of {model.name} (searched "
+        f"{[m.name for m in _nested_models(source)]}); build the backbone with "
+        "the architecture and alpha the file was saved with.")
+  for layer in model.layers:
+    if layer.weights:
+      layer.set_weights(donor.get_layer(layer.name).get_weights())
+  logging.info("Loaded %d layers of %s from %s (nested model %s).",
+               sum(1 for l in model.layers if l.weights), model.name, path,
+               donor.name)
+
+
+def _nested_models(model):
+  yield model
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      yield from _nested_models(layer)
+
+
+def _find_donor(source: keras.Model, target: keras.Model):
+  """Returns the model in `source` whose layers match `target`'s, or None."""
+  wanted = {l.name: [tuple(w.shape) for w in l.weights]
+            for l in target.layers if l.weights}
+  for candidate in _nested_models(source):
+    have = {l.name: [tuple(w.shape) for w in l.weights]
+            for l in candidate.layers if l.weights}
+    if all(have.get(name) == shapes for name, shapes in wanted.items()):
+      return candidate
+  return None

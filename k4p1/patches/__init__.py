@@ -1,0 +1,25 @@
+"""Model patches: per-task parameters injected into a shared base model."""
+
+from k4p1.patches.inject import apply_patch
+from k4p1.patches.inject import BN_STATS
+from k4p1.patches.inject import count_params
+from k4p1.patches.inject import describe_targets
+from k4p1.patches.inject import leaf_layers
+from k4p1.patches.inject import named_patch_variables
+from k4p1.patches.inject import named_shared_variables
+from k4p1.patches.inject import patch_info
+from k4p1.patches.inject import patch_variables
+from k4p1.patches.inject import PatchInfo
+from k4p1.patches.inject import set_shared_trainable
+from k4p1.patches.inject import shared_variables
+from k4p1.patches.io import atomic_write_bytes
+from k4p1.patches.io import fingerprint
+from k4p1.patches.io import load_patch
+from k4p1.patches.io import PatchFileError
+from k4p1.patches.io import PatchMismatchError
+from k4p1.patches.io import read_patch_file
+from k4p1.patches.io import save_patch
+from k4p1.patches.layers import FrozenStatsBatchNormalization
+from k4p1.patches.spec import KIND_TARGETS
+from k4p1.patches.spec import KINDS
+from k4p1.patches.spec import PatchSpec

@@ -1,0 +1,348 @@
+"""The layer-cloning pass that turns a base model and a `PatchSpec` into a task model.
+
+`apply_patch` calls `keras.models.clone_model` with a clone function that
+returns every shared layer as it is (so the task uses the base's variables, by
+identity) and rebuilds every patch layer from its config under the name
+`<layer>__<task>`, then copies the base's weights into it. A new Dense head
+`logits__<task>` reads the pooled features.
+
+BatchNormalization semantics (Keras 3): a BN layer normalises with batch
+statistics and updates its moving statistics only when called with
+`training=True` *and* `layer.trainable`. `apply_patch` sets `trainable=False`
+on every shared layer, so shared BN layers always run in inference mode with
+the base's statistics. Patch BN layers are trainable: under `training=True`
+they use batch statistics and update the task's own moving statistics, which
+belong to the patch (`bn_stats="task"`). With `bn_stats="frozen"` they are
+`FrozenStatsBatchNormalization` layers that always use the base's statistics.
+"""
+
+import dataclasses
+import re
+
+import keras
+
+from k4p1.patches import layers as patch_layers
+from k4p1.patches import spec as spec_lib
+
+BN_STATS = ("task", "frozen")
+HEAD_KEY = "logits"  # Key of a task's own head in patch files.
+_TASK_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]+$")
+
+
+@dataclasses.dataclass
+class PatchInfo:
+  """What `apply_patch` made; kept beside each task model.
+
+  Attributes:
+    spec: the normalised `PatchSpec`.
+    task: the task name.
+    num_classes: the head's output size.
+    bn_stats: `"task"` or `"frozen"`.
+    add_missing_scales: whether gammas were added to scale-less BN layers.
+    base: the base model whose variables the task shares.
+    patch_layers: base layer name -> the task's copy of that layer.
+    shared_layers: the base's layers the task uses as they are.
+    head: the task's Dense head.
+    head_is_patch: whether the head is the task's own (False when passed in).
+  """
+  spec: spec_lib.PatchSpec
+  task: str
+  num_classes: int
+  bn_stats: str
+  add_missing_scales: bool
+  base: keras.Model
+  patch_layers: dict
+  shared_layers: list
+  head: keras.layers.Layer
+  head_is_patch: bool
+
+
+# Keyed by id(model) with the model kept alive by the entry itself: a Keras
+# model is not a safe WeakKeyDictionary key (its tracker wraps attributes), and
+# task models live as long as the program that trains them.
+_REGISTRY = {}
+
+
+def patch_info(task_model: keras.Model) -> PatchInfo:
+  """Returns the `PatchInfo` of a model made by `apply_patch` or `load_patch`.
+
+  Raises:
+    ValueError: the model was not made by `apply_patch`.
+  """
+  entry = _REGISTRY.get(id(task_model))
+  if entry is None or entry[0] is not task_model:
+    raise ValueError(f"Model {task_model.name!r} was not made by "
+                     "k4p1.patches.apply_patch (or load_patch).")
+  return entry[1]
+
+
+def leaf_layers(model: keras.Model):
+  """Yields the non-model layers of `model`, descending into nested models."""
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      yield from leaf_layers(layer)
+    elif not isinstance(layer, keras.layers.InputLayer):
+      yield layer
+
+
+def _targets(base: keras.Model, spec, add_missing_scales: bool) -> list:
+  """Base layers that become per-task copies; raises on kinds matching nothing."""
+  leaves = list(leaf_layers(base))
+  if spec.is_full:
+    return leaves
+  targets = []
+  for kind in sorted(spec.kinds - {"logits"}):
+    target = spec_lib.KIND_TARGETS[kind]
+    matched = [l for l in leaves if isinstance(l, target.layer_classes)]
+    if target.variables is not None:
+      # A BN layer qualifies if it has any targeted variable: `scale_bias` on
+      # InceptionV3's scale-less BN is beta-only.
+      matched = [l for l in matched
+                 if any(_bn_has(l, v, add_missing_scales) for v in target.variables)]
+    if not matched:
+      usable = [k for k in spec_lib.KINDS
+                if k in ("logits", "full") or _kind_matches(leaves, k, add_missing_scales)]
+      hint = (" (its BatchNormalization layers have no gammas: pass "
+              "add_missing_scales=True to add them)"
+              if kind == "scale" and not add_missing_scales else "")
+      raise ValueError(
+          f"Patch kind {kind!r} matches no layer of model {base.name!r}{hint}; it "
+          f"targets {spec_lib.KIND_TARGETS[kind].description}. Valid kinds for "
+          f"this model: {', '.join(usable)}.")
+    targets.extend(l for l in matched if l not in targets)
+  return targets
+
+
+def _bn_has(layer, variable: str, add_missing_scales: bool) -> bool:
+  if variable == "gamma":
+    return layer.scale or add_missing_scales
+  if variable == "beta":
+    return layer.center
+  return True
+
+
+def _kind_matches(leaves, kind, add_missing_scales) -> bool:
+  target = spec_lib.KIND_TARGETS[kind]
+  return any(
+      isinstance(l, target.layer_classes) and
+      (target.variables is None or
+       any(_bn_has(l, v, add_missing_scales) for v in target.variables))
+      for l in leaves)
+
+
+def _rebuild(layer, task: str, bn_stats: str, add_missing_scales: bool):
+  """An unbuilt copy of `layer` from its config, named `<layer>__<task>`."""
+  config = layer.get_config()
+  config["name"] = f"{layer.name}__{task}"
+  config["trainable"] = True
+  cls = type(layer)
+  if isinstance(layer, keras.layers.BatchNormalization):
+    if add_missing_scales:
+      config["scale"] = True  # Gamma is initialised to 1: outputs unchanged.
+    if bn_stats == "frozen":
+      cls = patch_layers.FrozenStatsBatchNormalization
+  return cls.from_config(config)
+
+
+def _copy_weights(source, target) -> None:
+  """Assigns `source`'s variables to `target`'s same-named ones, exactly."""
+  by_name = {v.name: v for v in source.weights}
+  for variable in target.weights:
+    if variable.name in by_name:  # An added gamma keeps its initial ones.
+      variable.assign(by_name[variable.name].value)
+
+
+def _validate(task, num_classes, head, spec, bn_stats):
+  if not isinstance(task, str) or not _TASK_NAME.match(task):
+    raise ValueError(f"Invalid task name {task!r}: use letters, digits and "
+                     "'_.@:-' (Keras layer names cannot contain '/').")
+  if bn_stats not in BN_STATS:
+    raise ValueError(f"bn_stats={bn_stats!r} is invalid; valid choices: "
+                     f"{', '.join(BN_STATS)}.")
+  if spec.has_logits:
+    if head is not None:
+      raise ValueError(f"Patch spec '{spec}' creates its own head "
+                       "('logits'); do not also pass head=.")
+    if not isinstance(num_classes, int) or num_classes < 1:
+      raise ValueError(f"num_classes={num_classes!r} is invalid: patch spec "
+                       f"'{spec}' adds a head and needs a positive integer.")
+  elif head is None:
+    raise ValueError(
+        f"Patch spec '{spec}' has no 'logits' kind, so the task needs a head "
+        "shared with another task: pass head=<keras layer> (or add '+logits').")
+
+
+def apply_patch(base: keras.Model,
+                spec,
+                task: str,
+                num_classes: int | None = None,
+                head: keras.layers.Layer | None = None,
+                bn_stats: str = "task",
+                add_missing_scales: bool = False) -> keras.Model:
+  """Builds a task model that shares every non-patch variable with `base`.
+
+  Side effect: every layer of `base` that the task shares gets
+  `trainable=False` (shared layers are frozen; shared BN layers run in
+  inference mode). Training several task models of one base therefore moves
+  only their patches. A trainer that also trains the shared weights unfreezes
+  them with `set_shared_trainable`.
+
+  Args:
+    base: a functional feature extractor whose output is a feature vector
+      (e.g. from `k4p1.models.build_backbone`).
+    spec: a `PatchSpec` or its string, e.g. `"scale_bias+logits"`.
+    task: the task's name; patch layers are named `<layer>__<task>`.
+    num_classes: output size of the new head (specs with `logits`).
+    head: a layer shared with other tasks (specs without `logits`).
+    bn_stats: `"task"`: patch BN layers keep the task's own moving statistics,
+      re-estimated in training; `"frozen"`: they keep the base's statistics.
+    add_missing_scales: give scale-less BN layers (InceptionV3) gammas
+      initialised to 1, so `scale_bias` and `scale` can train them.
+
+  Returns:
+    A `keras.Model` mapping the base's inputs to logits. Right after
+    injection its features equal the base's exactly.
+
+  Raises:
+    ValueError: bad spec, task name, bn_stats, num_classes or head, a kind
+      that matches no layer of `base`, or a base without a feature vector.
+  """
+  spec = spec_lib.PatchSpec.parse(spec)
+  _validate(task, num_classes, head, spec, bn_stats)
+  if len(base.outputs) != 1 or len(base.outputs[0].shape) != 2:
+    raise ValueError(
+        f"Base model {base.name!r} must output one feature vector [batch, "
+        f"features]; its outputs are {[tuple(o.shape) for o in base.outputs]}. "
+        "Build it with pooling='avg'.")
+  targets = _targets(base, spec, add_missing_scales)
+  target_ids = {id(l) for l in targets}
+  copies = {}
+
+  def clone_function(layer):
+    if id(layer) not in target_ids:
+      return layer  # Shared by identity.
+    copy = _rebuild(layer, task, bn_stats, add_missing_scales)
+    copies[layer.name] = (layer, copy)
+    return copy
+
+  features = keras.models.clone_model(base, clone_function=clone_function,
+                                      recursive=True)
+  for source, copy in copies.values():
+    _copy_weights(source, copy)
+    if not spec.is_full and isinstance(copy, keras.layers.BatchNormalization):
+      for variable in copy.trainable_weights:
+        if variable.name not in spec.bn_variables:
+          variable.trainable = False  # E.g. `scale` alone freezes beta.
+
+  shared = [l for l in leaf_layers(base) if id(l) not in target_ids]
+  for layer in shared:
+    layer.trainable = False
+  head_is_patch = head is None
+  if head_is_patch:
+    head = keras.layers.Dense(num_classes, name=f"{HEAD_KEY}__{task}")
+  logits = head(features.outputs[0])
+  model = keras.Model(features.input, logits, name=task)
+  info = PatchInfo(
+      spec=spec, task=task, num_classes=int(head.units),
+      bn_stats=bn_stats, add_missing_scales=add_missing_scales, base=base,
+      patch_layers={name: copy for name, (_, copy) in copies.items()},
+      shared_layers=shared, head=head, head_is_patch=head_is_patch)
+  _REGISTRY[id(model)] = (model, info)
+  return model
+
+
+def set_shared_trainable(task_models, trainable: bool) -> None:
+  """Freezes or unfreezes the layers the task models share with their base.
+
+  Unfrozen shared BN layers run in training mode under `training=True` and
+  update the shared statistics (multi-task training of the shared backbone).
+  """
+  for model in task_models:
+    for layer in patch_info(model).shared_layers:
+      layer.trainable = trainable
+
+
+def patch_variables(task_model: keras.Model) -> list:
+  """The task's own variables: patch layers' (incl. BN statistics) and its head's."""
+  info = patch_info(task_model)
+  variables = [v for layer in info.patch_layers.values() for v in layer.weights]
+  if info.head_is_patch:
+    variables += list(info.head.weights)
+  return variables
+
+
+def shared_variables(task_model: keras.Model) -> list:
+  """The base's variables (and a passed-in head's) that the task uses as they are."""
+  info = patch_info(task_model)
+  variables = [v for layer in info.shared_layers for v in layer.weights]
+  if not info.head_is_patch:
+    variables += list(info.head.weights)
+  return variables
+
+
+def named_patch_variables(task_model: keras.Model) -> dict:
+  """Patch variables keyed as in patch files: `<base layer>/<variable>`."""
+  info = patch_info(task_model)
+  named = {}
+  for base_name, layer in info.patch_layers.items():
+    for variable in layer.weights:
+      named[f"{base_name}/{variable.name}"] = variable
+  if info.head_is_patch:
+    for variable in info.head.weights:
+      named[f"{HEAD_KEY}/{variable.name}"] = variable
+  return named
+
+
+def named_shared_variables(task_model: keras.Model) -> dict:
+  """Shared variables keyed `<base layer>/<variable>` (a shared head: `logits/...`)."""
+  info = patch_info(task_model)
+  named = {}
+  for layer in info.shared_layers:
+    for variable in layer.weights:
+      named[f"{layer.name}/{variable.name}"] = variable
+  if not info.head_is_patch:
+    for variable in info.head.weights:
+      named[f"{HEAD_KEY}/{variable.name}"] = variable
+  return named
+
+
+def count_params(task_model: keras.Model) -> dict:
+  """Counts a task model's parameters the way the paper's tables do.
+
+  Returns:
+    A dict with `patch_trainable` (what training updates), `patch_stored`
+    (what the patch file holds: adds the task's BN statistics and variables
+    frozen per variable), `shared` (the base's variables the task reuses) and
+    `total` (`patch_stored + shared`).
+  """
+  own = patch_variables(task_model)
+  trainable = sum(int(v.numpy().size) for v in own if v.trainable)
+  stored = sum(int(v.numpy().size) for v in own)
+  shared = sum(int(v.numpy().size) for v in shared_variables(task_model))
+  return {"patch_trainable": trainable, "patch_stored": stored,
+          "shared": shared, "total": stored + shared}
+
+
+def describe_targets(base: keras.Model, add_missing_scales: bool = False) -> dict:
+  """What each patch kind targets in `base`: {kind: {"layers", "trainable"}}.
+
+  Kinds that match no layer are left out; `logits` is model-independent.
+  """
+  table = {}
+  for kind in spec_lib.KINDS:
+    if kind in ("logits", "full"):
+      continue
+    spec = spec_lib.PatchSpec(frozenset({kind}))
+    try:
+      layers = _targets(base, spec, add_missing_scales)
+    except ValueError:
+      continue
+    variables = spec_lib.KIND_TARGETS[kind].variables
+    # By variable name, not `trainable_weights`: the base may already be frozen.
+    trainable = sum(
+        int(v.numpy().size) for l in layers for v in l.weights
+        if (v.name in variables if variables else "moving" not in v.name))
+    if add_missing_scales and "gamma" in (variables or ()):
+      trainable += sum(int(l.beta.shape[0]) for l in layers if not l.scale)
+    table[kind] = {"layers": len(layers), "trainable": trainable}
+  return table

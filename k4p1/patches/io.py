@@ -1,0 +1,222 @@
+"""Saving and loading model patches (`.k4p1` files).
+
+A patch file is a zip holding `spec.json` (spec, task, classes, architecture,
+image size, BN mode, k4p1 version, base fingerprint) and `weights.npz` (the
+patch's arrays keyed `<base layer>/<variable>`, e.g. `bn_Conv1/gamma`,
+`logits/kernel`). It never holds the base. Nothing is pickled: arrays are read
+with `allow_pickle=False`.
+
+The fingerprint is a sha256 over (layer name, variable name, shape, dtype,
+little-endian bytes) of every base variable the task shares, so a patch
+refuses to load onto a base with other weights. For `full` patches, which
+share nothing, it covers the architecture (names, shapes, dtypes) only.
+"""
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+import k4p1
+from k4p1.patches import inject
+
+FORMAT = "k4p1.patch"
+FORMAT_VERSION = 1
+_SPEC_MEMBER = "spec.json"
+_WEIGHTS_MEMBER = "weights.npz"
+
+
+class PatchFileError(ValueError):
+  """A patch file is unreadable, truncated or not in the k4p1 format."""
+
+
+class PatchMismatchError(ValueError):
+  """A patch does not belong to the base it is loaded onto."""
+
+
+def _little_endian_bytes(array: np.ndarray) -> bytes:
+  return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def fingerprint(task_model) -> str:
+  """The sha256 of the base variables `task_model` shares (see module doc)."""
+  info = inject.patch_info(task_model)
+  digest = hashlib.sha256()
+  if info.spec.is_full:
+    # Nothing is shared: identify the architecture the patch fits.
+    for layer in inject.leaf_layers(info.base):
+      for variable in layer.weights:
+        digest.update(f"{layer.name}/{variable.name}|{tuple(variable.shape)}|"
+                      f"{variable.dtype}\n".encode())
+    return digest.hexdigest()
+  for key, variable in inject.named_shared_variables(task_model).items():
+    value = variable.numpy()
+    digest.update(f"{key}|{value.shape}|{value.dtype}\n".encode())
+    digest.update(_little_endian_bytes(value))
+  return digest.hexdigest()
+
+
+def _spec_json(task_model, arrays) -> dict:
+  info = inject.patch_info(task_model)
+  shape = info.base.inputs[0].shape
+  return {
+      "format": FORMAT,
+      "format_version": FORMAT_VERSION,
+      "k4p1_version": k4p1.__version__,
+      "spec": str(info.spec),
+      "kinds": sorted(info.spec.kinds),
+      "task": info.task,
+      "num_classes": info.num_classes,
+      "architecture": info.base.name,
+      "image_size": [shape[1], shape[2]],
+      "bn_stats": info.bn_stats,
+      "add_missing_scales": info.add_missing_scales,
+      "has_head": info.head_is_patch,
+      "fingerprint_scope": "architecture" if info.spec.is_full else "weights",
+      "base_fingerprint": fingerprint(task_model),
+      "variables": {k: [list(a.shape), str(a.dtype)] for k, a in arrays.items()},
+  }
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` to `path` through a temp file in the same directory."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
+                             suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def save_patch(task_model, path: str) -> None:
+  """Writes the task's patch (never the base) to `path`, atomically.
+
+  Raises:
+    ValueError: `task_model` was not made by `apply_patch`.
+  """
+  arrays = {k: v.numpy() for k, v in inject.named_patch_variables(task_model).items()}
+  spec = _spec_json(task_model, arrays)
+  weights = io.BytesIO()
+  np.savez(weights, **arrays)
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    z.writestr(_SPEC_MEMBER, json.dumps(spec, indent=1, sort_keys=True))
+    z.writestr(_WEIGHTS_MEMBER, weights.getvalue())
+  atomic_write_bytes(os.fspath(path), buffer.getvalue())
+
+
+def read_patch_file(path: str):
+  """Reads and validates a patch file without touching any model.
+
+  Returns:
+    `(spec_json, arrays)`: the parsed `spec.json` and a dict of numpy arrays.
+
+  Raises:
+    FileNotFoundError: no file at `path`.
+    PatchFileError: the file is not a complete, valid k4p1 patch.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No patch file at {path!r}.")
+  try:
+    with zipfile.ZipFile(path) as z:
+      names = set(z.namelist())
+      missing = {_SPEC_MEMBER, _WEIGHTS_MEMBER} - names
+      if missing:
+        raise PatchFileError(f"{path!r} is not a k4p1 patch: it lacks "
+                             f"{sorted(missing)} (has {sorted(names)}).")
+      spec = json.loads(z.read(_SPEC_MEMBER).decode("utf-8"))
+      with np.load(io.BytesIO(z.read(_WEIGHTS_MEMBER)), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+  except PatchFileError:
+    raise
+  except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+          UnicodeDecodeError, KeyError) as e:
+    raise PatchFileError(f"Cannot read patch file {path!r}: it is corrupt or "
+                         f"truncated ({type(e).__name__}: {e}). Re-create it "
+                         "with k4p1.patches.save_patch.") from e
+  if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+    raise PatchFileError(f"{path!r} is not a k4p1 patch (spec.json format is "
+                         f"{spec.get('format') if isinstance(spec, dict) else spec!r}).")
+  if spec.get("format_version") != FORMAT_VERSION:
+    raise PatchFileError(f"{path!r} has patch format version "
+                         f"{spec.get('format_version')!r}; this k4p1 "
+                         f"({k4p1.__version__}) reads version {FORMAT_VERSION}.")
+  declared = spec.get("variables", {})
+  if set(declared) != set(arrays):
+    raise PatchFileError(f"{path!r} is inconsistent: spec.json lists "
+                         f"{len(declared)} arrays, weights.npz holds {len(arrays)}.")
+  return spec, arrays
+
+
+def load_patch(base, path: str, strict: bool = True, head=None):
+  """Rebuilds the task model saved in `path` on top of `base`.
+
+  Args:
+    base: the base model the patch was trained on (same weights).
+    path: a `.k4p1` file written by `save_patch`.
+    strict: raise if `base`'s shared weights differ from the ones the patch
+      was trained with; with `False`, load anyway (outputs will differ).
+    head: the shared head, for patches saved without their own (`logits`).
+
+  Returns:
+    The task model, with outputs bit-identical to the saved one's.
+
+  Raises:
+    FileNotFoundError, PatchFileError: see `read_patch_file`.
+    PatchMismatchError: the patch belongs to another base or architecture.
+  """
+  spec, arrays = read_patch_file(path)
+  try:
+    task_model = inject.apply_patch(
+        base, spec["spec"], task=spec["task"],
+        num_classes=spec["num_classes"] if spec["has_head"] else None,
+        head=None if spec["has_head"] else head, bn_stats=spec["bn_stats"],
+        add_missing_scales=spec["add_missing_scales"])
+  except KeyError as e:
+    raise PatchFileError(f"{path!r}: spec.json lacks the field {e}.") from e
+  except ValueError as e:
+    raise PatchMismatchError(
+        f"Patch {path!r} ({spec['spec']} for task {spec['task']!r}, saved on "
+        f"{spec.get('architecture')!r}) cannot be applied to base "
+        f"{base.name!r}: {e}") from e
+
+  variables = inject.named_patch_variables(task_model)
+  missing = sorted(set(variables) - set(arrays))
+  unexpected = sorted(set(arrays) - set(variables))
+  wrong = sorted(k for k in set(variables) & set(arrays)
+                 if tuple(variables[k].shape) != arrays[k].shape)
+  if missing or unexpected or wrong:
+    raise PatchMismatchError(
+        f"Patch {path!r} was saved on {spec.get('architecture')!r} and does not "
+        f"fit base {base.name!r}: missing {missing[:5]}, unexpected "
+        f"{unexpected[:5]}, wrong shapes {wrong[:5]} (first 5 of each).")
+  actual = fingerprint(task_model)
+  if actual != spec.get("base_fingerprint"):
+    message = (
+        f"Patch {path!r} was trained on a base whose shared "
+        f"{spec.get('fingerprint_scope', 'weights')} have fingerprint "
+        f"{str(spec.get('base_fingerprint'))[:12]}..., but base {base.name!r} "
+        f"has {actual[:12]}...: it has different weights (another checkpoint "
+        "or architecture). Load the base the patch was trained on, or pass "
+        "strict=False to load anyway (outputs will differ).")
+    if strict:
+      raise PatchMismatchError(message)
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.warning("%s", message)
+  for key, variable in variables.items():
+    variable.assign(arrays[key].astype(variable.dtype))
+  return task_model
