@@ -23,3 +23,6 @@ from k4p1.patches.layers import FrozenStatsBatchNormalization
 from k4p1.patches.spec import KIND_TARGETS
 from k4p1.patches.spec import KINDS
 from k4p1.patches.spec import PatchSpec
+from k4p1.patches.serving import export_multitask
+from k4p1.patches.serving import PAD_LOGIT
+from k4p1.patches.serving import route_tasks
