@@ -18,7 +18,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["k4p1", "k4p1.*", "experiments", "experiments.*"]),
-    package_data={"k4p1.data": ["files/*.csv.gz"]},
+    package_data={"k4p1.data": ["files/*.csv.gz", "files/*.md"]},
     include_package_data=True,
     install_requires=[
         # The plain `tensorflow` wheel is the CPU build on machines without CUDA; for GPUs

@@ -1,0 +1,100 @@
+r"""Throughput of the k4p1 training input pipeline, in images per second.
+
+Builds `k4p1.data.build_dataset(..., training=True)` for each image size, skips
+warm-up batches (tf.data autotuning, first parse of the data), then times a fixed
+number of batches. Prints a table and writes JSON (atomically).
+
+  python benchmarks/input_pipeline.py                       # mnist5k, 224 and 96 px
+  python benchmarks/input_pipeline.py --dataset=cifar10 --data_dir=~/tfds \
+      --image_sizes=224,96 --batch_size=96 --num_batches=200 --output=/tmp/ip.json
+"""
+
+import json
+import os
+import platform
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+import k4p1
+from k4p1 import data
+
+_DATASET = flags.DEFINE_string("dataset", "mnist5k",
+                               "Registry dataset (label subsets allowed).")
+_SPLIT = flags.DEFINE_string("split", None, "Split; default: the train split.")
+_IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["224", "96"], "Output sizes (px).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
+_NUM_BATCHES = flags.DEFINE_integer("num_batches", 50, "Timed batches per size.")
+_WARMUP_BATCHES = flags.DEFINE_integer("warmup_batches", 5,
+                                       "Untimed batches before timing.")
+_ARCHITECTURE = flags.DEFINE_string("architecture", "mobilenet_v2",
+                                    "Selects preprocess_input.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+_SEED = flags.DEFINE_integer("seed", 0, "Shuffle / augmentation seed.")
+_OUTPUT = flags.DEFINE_string("output", "input_pipeline.json", "JSON result path.")
+
+
+def measure(dataset, split, image_size, batch_size, num_batches, warmup_batches,
+            architecture, data_dir, seed):
+  """Returns images/sec of the training pipeline at one image size."""
+  ds = data.build_dataset(dataset, split, global_batch_size=batch_size,
+                          image_size=image_size, training=True, data_dir=data_dir,
+                          seed=seed, architecture=architecture)
+  iterator = iter(ds)
+  for _ in range(warmup_batches):
+    next(iterator)
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    images, _ = next(iterator)
+  images.numpy()  # Waits for the last batch.
+  elapsed = time.perf_counter() - start
+  return {"image_size": image_size, "batches": num_batches,
+          "images": num_batches * batch_size, "seconds": round(elapsed, 4),
+          "images_per_sec": round(num_batches * batch_size / elapsed, 1)}
+
+
+def write_json_atomic(path, payload):
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp",
+                                   delete=False) as f:
+    json.dump(payload, f, indent=2)
+  os.replace(f.name, path)
+
+
+def main(argv):
+  del argv
+  info = data.get_dataset_info(_DATASET.value)
+  split = _SPLIT.value or info.train_split
+  image_sizes = [int(size) for size in _IMAGE_SIZES.value]
+  results = []
+  for image_size in image_sizes:
+    result = measure(_DATASET.value, split, image_size, _BATCH_SIZE.value,
+                     _NUM_BATCHES.value, _WARMUP_BATCHES.value,
+                     _ARCHITECTURE.value, _DATA_DIR.value, _SEED.value)
+    logging.info("%s px: %s images/sec", image_size, result["images_per_sec"])
+    results.append(result)
+  payload = {
+      "benchmark": "input_pipeline",
+      "dataset": info.name, "split": split, "batch_size": _BATCH_SIZE.value,
+      "architecture": _ARCHITECTURE.value, "warmup_batches": _WARMUP_BATCHES.value,
+      "results": results,
+      "cpu_count": os.cpu_count(), "platform": platform.platform(),
+      "tensorflow": tf.__version__, "k4p1_version": k4p1.__version__,
+  }
+  print(f"input pipeline, {info.name} [{split}], batch {_BATCH_SIZE.value}, "
+        f"{os.cpu_count()} CPUs")
+  print(f"{'image size':>10}  {'images/sec':>10}  {'batches':>7}  {'seconds':>8}")
+  for r in results:
+    print(f"{r['image_size']:>10}  {r['images_per_sec']:>10}  {r['batches']:>7}  "
+          f"{r['seconds']:>8}")
+  write_json_atomic(_OUTPUT.value, payload)
+  print(f"wrote {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

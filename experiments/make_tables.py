@@ -1,0 +1,33 @@
+r"""Turns run workdirs into the paper's tables (Markdown, CSV) and plots (PNG).
+
+Usage:
+  python -m experiments.make_tables --results_dir=runs/ [--out_dir=report/] \
+      [--format=md,csv,png]
+
+Finds every results.json under --results_dir (any depth) and writes
+<out_dir>/tables.md, one <table_id>.csv per table and the PNG plots.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from k4p1 import report
+
+_RESULTS_DIR = flags.DEFINE_string(
+    "results_dir", None, "Directory holding run workdirs (searched at any depth).",
+    required=True)
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory; default --results_dir.")
+_FORMAT = flags.DEFINE_list("format", list(report.FORMATS),
+                            f"Outputs to write, any of: {', '.join(report.FORMATS)}.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  for path in report.write_report(_RESULTS_DIR.value, _OUT_DIR.value, _FORMAT.value):
+    logging.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,165 @@
+"""`build_dataset`: batched, prefetched (and distributed) tf.data input pipelines.
+
+One function serves every registry dataset. Examples come from TFDS (a prepared
+builder, see tfds_source) or from in-memory arrays (offline datasets); label
+subsets are filtered and renumbered; then training pipelines shuffle (seeded),
+repeat and augment, eval pipelines make one pass over central crops.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from k4p1.data import offline
+from k4p1.data import preprocess
+from k4p1.data import registry
+from k4p1.data import tfds_source
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Upper bound of the shuffle buffer for TFDS datasets (images are decoded in it).
+MAX_SHUFFLE_BUFFER = 10_000
+
+
+def _check_positive_int(value, what):
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+
+
+def _label_table(info: registry.DatasetInfo) -> tf.Tensor:
+  """Maps original labels to subset positions, -1 for labels not kept."""
+  table = np.full(info.base_num_classes, -1, dtype=np.int32)
+  table[list(info.label_subset)] = np.arange(len(info.label_subset), dtype=np.int32)
+  return tf.constant(table)
+
+
+def _tfds_examples(info, builder, split, training, seed, input_context):
+  """(uint8 image [H, W, C], int32 label) pairs read from a prepared builder."""
+  read_config = tfds.ReadConfig(shuffle_seed=seed, input_context=input_context)
+  ds = builder.as_dataset(split=split, shuffle_files=training,
+                          read_config=read_config)
+  image_key, label_key = info.image_key, info.label_key
+  ds = ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
+              num_parallel_calls=AUTOTUNE)
+  if info.label_subset is not None:
+    table = _label_table(info)
+    # The -1 guard drops unlabelled examples (e.g. places365_small's test split).
+    ds = ds.filter(lambda image, label: label >= 0)
+    ds = ds.map(lambda image, label: (image, tf.gather(table, label)))
+    ds = ds.filter(lambda image, label: label >= 0)
+  return ds
+
+
+def _offline_examples(info, split, data_dir, split_seed, input_context):
+  arrays = offline.load_split(info.base_name, split, info.label_subset,
+                              data_dir=data_dir, split_seed=split_seed)
+  ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels))
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    ds = ds.shard(input_context.num_input_pipelines,
+                  input_context.input_pipeline_id)
+  return ds, len(arrays.labels)
+
+
+def build_dataset(name: str,
+                  split: str,
+                  global_batch_size: int,
+                  image_size: int,
+                  training: bool,
+                  strategy: Optional[tf.distribute.Strategy] = None,
+                  data_dir: Optional[os.PathLike] = None,
+                  seed: int = 0,
+                  architecture: str = "mobilenet_v2",
+                  *,
+                  manual_dir: Optional[os.PathLike] = None,
+                  download: bool = True,
+                  split_seed: int = 0,
+                  shuffle_buffer: Optional[int] = None):
+  """Builds the input pipeline of one dataset split.
+
+  Args:
+    name: registry name, optionally with a label subset (`"mnist5k:0-4"`).
+    split: split name; TFDS split syntax (`"train[:90%]"`) for TFDS datasets,
+      `"train"` or `"test"` for offline ones. See `split_names(name)`.
+    global_batch_size: examples per step over all replicas.
+    image_size: output side in pixels.
+    training: True: seeded shuffle, augmentation, repeated forever,
+      `drop_remainder`. False: one pass, central crops, last batch kept.
+    strategy: if given, the dataset is distributed with
+      `distribute_datasets_from_function`, batch `global // num_replicas` per
+      replica.
+    data_dir: TFDS data directory (None: TFDS's default); for `mnist5k`, a
+      directory holding another `mnist_5k.csv.gz` (otherwise the packaged file).
+    seed: seed of shuffling and augmentation.
+    architecture: selects `preprocess_input` (see preprocess.ARCHITECTURE_PREPROCESS).
+    manual_dir: TFDS manual directory for datasets downloaded by hand.
+    download: whether a TFDS dataset that is not prepared may be downloaded
+      and prepared (only tried when its files or hosts are reachable).
+    split_seed: seed of the offline datasets' train/test holdout.
+    shuffle_buffer: shuffle buffer size; default: the whole split for offline
+      datasets, min(split size, 10,000) for TFDS ones.
+
+  Returns:
+    A `tf.data.Dataset` of (images float32 [B, S, S, 3], labels int32 [B]), or a
+    `tf.distribute.DistributedDataset` of per-replica batches with a strategy.
+
+  Raises:
+    ValueError: bad arguments (unknown dataset or architecture, batch size not
+      divisible by the number of replicas, ...).
+    DatasetNotPreparedError: a TFDS dataset is not prepared and cannot be now.
+  """
+  info = registry.get_dataset_info(name)
+  _check_positive_int(global_batch_size, "global_batch_size")
+  _check_positive_int(image_size, "image_size")
+  preprocess.get_preprocess_fn(architecture)  # Validates the name early.
+  num_replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+  if global_batch_size % num_replicas:
+    raise ValueError(f"global_batch_size {global_batch_size} is not divisible by "
+                     f"the {num_replicas} replicas of the strategy.")
+  builder = None
+  if info.source == registry.SOURCE_TFDS:
+    # Checked here, before any strategy builds per-worker pipelines.
+    builder = tfds_source.prepared_builder(info, data_dir=data_dir,
+                                           manual_dir=manual_dir, download=download)
+  elif split not in offline.SPLITS:
+    raise ValueError(f"Unknown split {split!r} of {info.name!r}; valid choices: "
+                     f"{offline.SPLITS}.")
+  augmentation = info.augmentation
+
+  def dataset_fn(input_context: Optional[tf.distribute.InputContext] = None):
+    batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
+                  if input_context is not None else global_batch_size)
+    if builder is not None:
+      ds = _tfds_examples(info, builder, split, training, seed, input_context)
+      buffer = shuffle_buffer or min(info.num_train_examples or MAX_SHUFFLE_BUFFER,
+                                     MAX_SHUFFLE_BUFFER)
+    else:
+      ds, num_examples = _offline_examples(info, split, data_dir, split_seed,
+                                           input_context)
+      buffer = shuffle_buffer or num_examples
+    if training:
+      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+      # One stateless seed [2] per example: reproducible under parallel map.
+      example_seeds = tf.data.Dataset.random(seed=seed).batch(2)
+      ds = tf.data.Dataset.zip((ds, example_seeds)).map(
+          lambda example, example_seed: (
+              preprocess.train_image(example[0], image_size, example_seed,
+                                     architecture, augmentation),
+              example[1]),
+          num_parallel_calls=AUTOTUNE)
+    else:
+      ds = ds.map(
+          lambda image, label: (
+              preprocess.eval_image(image, image_size, architecture,
+                                    augmentation.eval_crop_fraction),
+              label),
+          num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    return ds.prefetch(AUTOTUNE)
+
+  if strategy is None:
+    return dataset_fn()
+  return strategy.distribute_datasets_from_function(dataset_fn)

@@ -1,0 +1,195 @@
+"""Opens prepared TFDS datasets, failing fast with a useful message when it cannot.
+
+Plain `tfds.load` on a dataset that is not prepared tries GCS and then the
+dataset's download URLs with urllib3 retries: offline that is minutes of retries
+before an opaque error. `prepared_builder` checks the data directory first
+(`builder.is_prepared()`, no GCS lookup), then whether the manual files or the
+download hosts are there, and raises `DatasetNotPreparedError` within seconds,
+naming the dataset, the directory searched and the command that prepares it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+from typing import Iterable, Optional
+import urllib.parse
+import urllib.request
+
+from absl import logging
+import tensorflow_datasets as tfds
+
+from k4p1.data import errors
+from k4p1.data import offline
+from k4p1.data import registry
+
+# Importing the module registers the `fgvc_aircraft` builder with TFDS.
+from k4p1.data import fgvc_aircraft  # pylint: disable=unused-import
+
+NETWORK_TIMEOUT_S = 3.0
+
+
+def _download_hosts(builder) -> list[str]:
+  """Hosts a download of `builder` contacts (from its registered checksums)."""
+  urls = list((type(builder).url_infos or {}).keys())
+  urls += list(getattr(builder, "DOWNLOAD_URLS", ()))
+  hosts = []
+  for url in urls:
+    host = urllib.parse.urlparse(url).hostname
+    if host and host not in hosts:
+      hosts.append(host)
+  return hosts
+
+
+def network_reachable(hosts: Iterable[str],
+                      timeout_s: float = NETWORK_TIMEOUT_S) -> bool:
+  """Whether a TCP connection to any of `hosts` (port 443) opens within the timeout.
+
+  With an HTTPS proxy configured (environment variables), the proxy is probed
+  instead, since downloads go through it.
+
+  Args:
+    hosts: host names.
+    timeout_s: timeout per connection attempt.
+
+  Returns:
+    True if one connection succeeded.
+  """
+  proxy = urllib.request.getproxies().get("https")
+  targets = []
+  if proxy:
+    parsed = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    targets.append((parsed.hostname, parsed.port or 443))
+  else:
+    targets.extend((host, 443) for host in hosts)
+  for host, port in targets:
+    try:
+      with socket.create_connection((host, port), timeout=timeout_s):
+        return True
+    except OSError as e:
+      logging.info("Cannot reach %s:%s: %s", host, port, e)
+  return False
+
+
+def _missing_manual_files(info: registry.DatasetInfo,
+                          manual_dir: pathlib.Path) -> list[str]:
+  return [f for f in info.manual_files if not (manual_dir / f).exists()]
+
+
+def _not_prepared_message(info: registry.DatasetInfo, builder, reason: str) -> str:
+  data_root = str(builder.data_dir_root)
+  command = f"tfds build {info.tfds_name} --data_dir={data_root}"
+  if info.prepare_imports:
+    command += f" --imports={info.prepare_imports}"
+  python = (f"python -c \"from k4p1 import data; data.prepare_dataset("
+            f"'{info.tfds_name}', data_dir='{data_root}'")
+  lines = [
+      f"Dataset {info.tfds_name!r} is not prepared in data_dir {data_root!r} "
+      f"(searched {str(builder.data_path)!r}) and cannot be prepared now: "
+      f"{reason}."
+  ]
+  if info.manual_download:
+    lines += [
+        f"It needs a manual download: put {', '.join(info.manual_files)} in a "
+        "directory, then prepare the dataset with:",
+        f"  {command} --manual_dir=<that directory>",
+        f"  or: {python}, manual_dir='<that directory>')\"",
+    ]
+  else:
+    lines += ["To prepare it, run on a machine with network access:",
+              f"  {command}", f"  or: {python})\""]
+    if info.base_name == "fgvc_aircraft":
+      lines += [f"or, offline, with {fgvc_aircraft.ARCHIVE_NAME} in a directory:",
+                f"  {command} --manual_dir=<that directory>"]
+  lines += [
+      "and pass that data directory as data_dir (--data_dir). (The `tfds` command "
+      "of TFDS 4.9 needs `pip install apache-beam` to start.)",
+      "Datasets that need neither network nor preparation: "
+      f"{', '.join(offline.OFFLINE_DATASETS)}.",
+  ]
+  return "\n".join(lines)
+
+
+def prepared_builder(info: registry.DatasetInfo,
+                     data_dir: Optional[os.PathLike] = None,
+                     manual_dir: Optional[os.PathLike] = None,
+                     download: bool = True,
+                     network_timeout_s: float = NETWORK_TIMEOUT_S):
+  """Returns a TFDS builder whose data is prepared, preparing it if it can.
+
+  Args:
+    info: registry entry of a TFDS dataset.
+    data_dir: TFDS data directory; None for TFDS's default
+      (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
+    manual_dir: directory with manually downloaded files; None for TFDS's
+      default `<data_dir>/downloads/manual`.
+    download: whether to download and prepare a dataset that is not prepared
+      (only when its files or hosts are reachable).
+    network_timeout_s: timeout of the network probe per host.
+
+  Returns:
+    A `tfds.core.DatasetBuilder` with `is_prepared()` True.
+
+  Raises:
+    DatasetNotPreparedError: if the dataset is not prepared and cannot be now
+      (download disabled, manual files missing, or no network).
+  """
+  if info.source != registry.SOURCE_TFDS:
+    raise ValueError(f"{info.name!r} is not a TFDS dataset.")
+  data_dir = os.fspath(data_dir) if data_dir is not None else None
+  builder = tfds.builder(info.tfds_name, data_dir=data_dir, try_gcs=False)
+  if builder.is_prepared():
+    return builder
+
+  manual_path = pathlib.Path(manual_dir) if manual_dir is not None else (
+      pathlib.Path(builder.data_dir_root) / "downloads" / "manual")
+  has_manual_files = bool(info.manual_files) and not _missing_manual_files(
+      info, manual_path)
+  if info.base_name == "fgvc_aircraft":
+    has_manual_files = fgvc_aircraft.manual_data_present(manual_path)
+
+  def fail(reason):
+    raise errors.DatasetNotPreparedError(
+        _not_prepared_message(info, builder, reason))
+
+  if info.manual_download and not has_manual_files:
+    fail(f"manual files missing in {str(manual_path)!r}: "
+         f"{', '.join(_missing_manual_files(info, manual_path))}")
+  if not download:
+    fail("automatic download is disabled (download=False)")
+  if not has_manual_files:
+    hosts = _download_hosts(builder)
+    if not network_reachable(hosts, network_timeout_s):
+      fail(f"no network access to {', '.join(hosts) or 'the download hosts'}")
+  logging.info("Preparing %s in %s", info.tfds_name, builder.data_dir_root)
+  # From manual files, nothing needs the network: skip TFDS's GCS lookup.
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(manual_path), try_download_gcs=not has_manual_files))
+  return builder
+
+
+def prepare_dataset(name: str, data_dir: Optional[os.PathLike] = None,
+                    manual_dir: Optional[os.PathLike] = None):
+  """Downloads and prepares a TFDS registry dataset (a no-op if prepared).
+
+  The Python equivalent of `tfds build`, for machines where the `tfds` command
+  does not start (TFDS 4.9 imports apache-beam there).
+
+  Args:
+    name: registry name of a TFDS dataset (a label subset suffix is ignored).
+    data_dir: TFDS data directory; None for TFDS's default.
+    manual_dir: directory with manually downloaded files.
+
+  Returns:
+    The prepared `tfds.core.DatasetBuilder`.
+
+  Raises:
+    ValueError: for unknown or offline datasets.
+    DatasetNotPreparedError: if the data can be neither found nor downloaded.
+  """
+  info = registry.get_dataset_info(name)
+  if info.source != registry.SOURCE_TFDS:
+    raise ValueError(f"{name!r} is an offline dataset: it needs no preparation.")
+  return prepared_builder(info, data_dir=data_dir, manual_dir=manual_dir,
+                          download=True)

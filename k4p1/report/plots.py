@@ -1,0 +1,153 @@
+"""PNG plots of the tables: accuracy vs trained parameters, accuracy vs learning rate.
+
+Figures are `matplotlib.figure.Figure`s on an Agg canvas, never pyplot: no
+global backend switch (a user's notebook keeps its own), plotting works
+headless, and figures need no closing.
+"""
+
+import math
+import os
+import pathlib
+import tempfile
+
+from matplotlib import figure as figure_lib
+from matplotlib import lines as lines_lib
+from matplotlib.backends import backend_agg
+
+from k4p1.report import grids as grids_lib
+
+_MARKERS = "osD^vP*Xh<>p"
+_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+           "tab:pink", "tab:gray", "tab:olive", "tab:cyan"]
+
+
+def _mean(values) -> float:
+  return math.fsum(values) / len(values)
+
+
+def _new_figure(figsize) -> figure_lib.Figure:
+  fig = figure_lib.Figure(figsize=figsize, dpi=110, layout="constrained")
+  backend_agg.FigureCanvasAgg(fig)
+  return fig
+
+
+def _row_styles(grid: grids_lib.Grid) -> dict[grids_lib.RowKey, str]:
+  return {row: _MARKERS[i % len(_MARKERS)] for i, row in enumerate(grid.rows)}
+
+
+def plot_accuracy_vs_params(grid: grids_lib.Grid) -> figure_lib.Figure:
+  """Accuracy vs trained parameters (log x) of a transfer grid.
+
+  One solid line per dataset through its patch kinds (sorted by trained
+  parameters); the marker says the patch kind. The paper's numbers, where
+  available, are hollow markers on a dashed line at our runs' parameter counts.
+
+  Args:
+    grid: a "transfer" or "ssd_to_imagenet" grid.
+
+  Returns:
+    The Figure; its axes hold one line per dataset plus one per dataset with
+    paper numbers.
+  """
+  fig = _new_figure((10, 5.8))
+  ax = fig.add_subplot()
+  markers = _row_styles(grid)
+  used_rows = set()
+  dataset_handles = []
+  for i, column in enumerate(grid.columns):
+    color = _COLORS[i % len(_COLORS)]
+    points = sorted((_mean(cell.trained_params), cell.mean_pct, row, cell)
+                    for (row, col), cell in grid.cells.items() if col == column)
+    if not points:
+      continue
+    ax.plot([p[0] for p in points], [p[1] for p in points], "-", color=color, linewidth=1.5)
+    for x, y, row, _ in points:
+      ax.scatter([x], [y], marker=markers[row], s=70, color=color, zorder=3)
+      used_rows.add(row)
+    label = grid.column_labels[column]
+    dataset_handles.append(lines_lib.Line2D([], [], color=color, label=label))
+    paper_points = [(x, cell.paper.accuracy_pct, row) for x, _, row, cell in points if cell.paper]
+    if paper_points:
+      ax.plot([p[0] for p in paper_points], [p[1] for p in paper_points], "--", color=color,
+              linewidth=1.2)
+      for x, y, row in paper_points:
+        ax.scatter([x], [y], marker=markers[row], s=70, facecolors="none", edgecolors=color,
+                   zorder=3)
+      dataset_handles.append(lines_lib.Line2D([], [], color=color, linestyle="--",
+                                              marker="o", markerfacecolor="none",
+                                              label=f"{label} (paper)"))
+  ax.set_xscale("log")
+  ax.set_xlabel("trained parameters (log scale)")
+  ax.set_ylabel("top-1 accuracy (%)")
+  ax.grid(True, which="both", alpha=0.3)
+  lr = grid.main_learning_rate
+  ax.set_title(f"{grid.title}\naccuracy vs trained parameters"
+               + (f" at learning rate {lr:g}" if lr is not None else ""), fontsize=11)
+  patch_handles = [lines_lib.Line2D([], [], color="black", linestyle="", marker=markers[row],
+                                    label=row.label) for row in grid.rows if row in used_rows]
+  # "outside" legends make constrained layout shrink the axes to fit them.
+  fig.legend(handles=dataset_handles, title="dataset", loc="outside right upper", fontsize=9)
+  fig.legend(handles=patch_handles, title="patch", loc="outside right lower", fontsize=9)
+  return fig
+
+
+def plot_accuracy_vs_learning_rate(grid: grids_lib.Grid) -> figure_lib.Figure:
+  """Accuracy vs learning rate (log x) of a learning-rate-sweep grid, one line per patch.
+
+  A shaded band shows ± one sample std where a learning rate has several runs.
+
+  Args:
+    grid: an "lr_sweep" grid.
+
+  Returns:
+    The Figure; its axes hold exactly one line per row of the grid.
+  """
+  fig = _new_figure((9, 5.5))
+  ax = fig.add_subplot()
+  markers = _row_styles(grid)
+  for i, row in enumerate(grid.rows):
+    color = _COLORS[i % len(_COLORS)]
+    points = [(lr, grid.cells[(row, lr)]) for lr in grid.columns if (row, lr) in grid.cells]
+    xs = [lr for lr, _ in points]
+    ys = [cell.mean_pct for _, cell in points]
+    ax.plot(xs, ys, "-", marker=markers[row], color=color, label=row.label, markersize=7)
+    if any(cell.n > 1 for _, cell in points):
+      stds = [cell.std_pct or 0.0 for _, cell in points]
+      ax.fill_between(xs, [y - s for y, s in zip(ys, stds)], [y + s for y, s in zip(ys, stds)],
+                      color=color, alpha=0.15, linewidth=0)
+  ax.set_xscale("log")
+  ax.set_xlabel("learning rate (log scale)")
+  ax.set_ylabel("top-1 accuracy (%)")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.set_title(f"{grid.title}\n(paper, App. B.2: small patches gain from larger rates)",
+               fontsize=11)
+  fig.legend(title="patch", loc="outside right upper", fontsize=9)
+  return fig
+
+
+def plot_grid(grid: grids_lib.Grid) -> figure_lib.Figure | None:
+  """The grid's plot, or None for kinds that have none."""
+  if grid.kind in ("transfer", "ssd_to_imagenet"):
+    return plot_accuracy_vs_params(grid)
+  if grid.kind == "lr_sweep":
+    return plot_accuracy_vs_learning_rate(grid)
+  return None
+
+
+def plot_filename(grid: grids_lib.Grid) -> str:
+  """"transfer_mobilenet_v2_params.png", "lr_sweep_..._lr.png"."""
+  return f"{grid.table_id}_{'lr' if grid.kind == 'lr_sweep' else 'params'}.png"
+
+
+def save_figure(fig: figure_lib.Figure, path: str | os.PathLike[str]) -> pathlib.Path:
+  """Writes `fig` as PNG to `path` atomically (temp file in the same dir, then rename)."""
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      fig.savefig(f, format="png")
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+  return path

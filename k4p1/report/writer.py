@@ -1,0 +1,81 @@
+"""Writes the report: tables.md, one CSV per table and PNG plots, atomically."""
+
+import os
+import pathlib
+import tempfile
+from typing import Iterable
+
+from absl import logging
+
+from k4p1.report import collect
+from k4p1.report import grids as grids_lib
+from k4p1.report import plots
+from k4p1.report import tables as tables_lib
+
+FORMATS = ("md", "csv", "png")
+TABLES_FILENAME = "tables.md"
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> pathlib.Path:
+  """Writes `text` (UTF-8) to `path` via a temp file in the same directory and a rename."""
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+  return path
+
+
+def _check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+  formats = tuple(dict.fromkeys(formats))
+  bad = [f for f in formats if f not in FORMATS]
+  if bad or not formats:
+    raise ValueError(f"unknown output format(s) {bad or formats!r}; valid: {', '.join(FORMATS)}")
+  return formats
+
+
+def write_report(results_dir: str | os.PathLike[str],
+                 out_dir: str | os.PathLike[str] | None = None,
+                 formats: Iterable[str] = FORMATS) -> list[pathlib.Path]:
+  """Turns every results.json under `results_dir` into tables and plots.
+
+  Args:
+    results_dir: directory holding run workdirs, at any depth.
+    out_dir: where to write (created if missing); default `results_dir`.
+    formats: any of "md" (tables.md), "csv" (<table_id>.csv per table),
+      "png" (<table_id>_params.png / <table_id>_lr.png per plottable table).
+
+  Returns:
+    The files written, in writing order.
+
+  Raises:
+    FileNotFoundError: `results_dir` is not a directory.
+    ValueError: no results.json under `results_dir`, or an unknown format.
+    collect.ResultsFileError: a malformed results.json (named in the message).
+  """
+  formats = _check_formats(formats)
+  runs = collect.collect_runs(results_dir)
+  if not runs:
+    raise ValueError(f"no {collect.RESULTS_FILENAME} under {str(results_dir)!r}")
+  out = pathlib.Path(out_dir if out_dir is not None else results_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  grids = grids_lib.build_grids(runs)
+  tables = [tables_lib.build_table(grid) for grid in grids]
+  written = []
+  if "md" in formats:
+    written.append(write_text_atomic(out / TABLES_FILENAME,
+                                     tables_lib.render_document(tables, len(runs))))
+  if "csv" in formats:
+    for table in tables:
+      written.append(write_text_atomic(out / f"{table.table_id}.csv", tables_lib.render_csv(table)))
+  if "png" in formats:
+    for grid in grids:
+      fig = plots.plot_grid(grid)
+      if fig is not None:
+        written.append(plots.save_figure(fig, out / plots.plot_filename(grid)))
+  logging.info("Wrote %s file(s) for %s run(s) to %s", len(written), len(runs), out)
+  return written

@@ -1,0 +1,104 @@
+"""Pipelines of every TFDS registry dataset, on `tfds.testing.mock_data`.
+
+Mock data has no metadata, and k4p1 refuses datasets that are not prepared, so
+each test first writes the metadata a prepared dataset has (dataset_info.json,
+features.json, with the registry's split names) into a temporary data_dir and
+mocks TFDS on it, as `tfds.testing.mock_data(data_dir=...)` documents.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import splits as splits_lib
+
+from k4p1 import data
+
+TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "cars196",
+                 "oxford_flowers102", "places365_small", "fgvc_aircraft")
+NUM_EXAMPLES = 7
+IMAGE_SIZE = 32
+
+
+def write_prepared_metadata(data_dir, name, num_examples=NUM_EXAMPLES):
+  """Writes the metadata of a prepared `name` (no records) into data_dir."""
+  info = data.get_dataset_info(name)
+  builder = tfds.builder(info.tfds_name, data_dir=str(data_dir), try_gcs=False)
+  split_names = info.train_split.split("+") + [info.eval_split]
+  builder.info.set_splits(splits_lib.SplitDict([
+      splits_lib.SplitInfo(
+          name=split, shard_lengths=[num_examples], num_bytes=0,
+          filename_template=tfds.core.ShardedFileTemplate(
+              data_dir=builder.data_path, dataset_name=builder.name, split=split,
+              filetype_suffix="tfrecord"))
+      for split in split_names]))
+  builder.data_path.mkdir(parents=True, exist_ok=True)
+  builder.info.write_to_directory(builder.data_path)
+
+
+@pytest.fixture(scope="module")
+def strategy():
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.mark.parametrize("name", TFDS_DATASETS)
+def test_mock_pipelines_under_a_two_replica_strategy(name, tmp_path, strategy):
+  info = data.get_dataset_info(name)
+  write_prepared_metadata(tmp_path, name)
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path)):
+    train = data.build_dataset(name, info.train_split, global_batch_size=4,
+                               image_size=IMAGE_SIZE, training=True,
+                               strategy=strategy, data_dir=tmp_path)
+    evaluation = data.build_dataset(name, info.eval_split, global_batch_size=4,
+                                    image_size=IMAGE_SIZE, training=False,
+                                    strategy=strategy, data_dir=tmp_path)
+    train_iter = iter(train)
+    for _ in range(3):  # More steps than examples: training repeats.
+      images, labels = next(train_iter)
+      for replica_images, replica_labels in zip(
+          strategy.experimental_local_results(images),
+          strategy.experimental_local_results(labels)):
+        assert replica_images.shape == (2, IMAGE_SIZE, IMAGE_SIZE, 3)
+        assert replica_images.dtype == tf.float32
+        assert replica_labels.shape == (2,) and replica_labels.dtype == tf.int32
+        values = replica_images.numpy()
+        assert values.min() >= -1.0 and values.max() <= 1.0
+        assert values.max() > values.min()  # Real pixels, not a constant.
+        assert np.all((replica_labels.numpy() >= 0) &
+                      (replica_labels.numpy() < info.num_classes))
+    seen = 0
+    for images, labels in evaluation:  # One pass, last partial batch kept.
+      for replica_labels in strategy.experimental_local_results(labels):
+        seen += int(replica_labels.shape[0])
+    assert seen == NUM_EXAMPLES * len(info.eval_split.split("+"))
+
+
+@pytest.mark.parametrize("architecture,low,high", [
+    ("resnet50", -123.68, 255.0 - 103.939),
+    ("efficientnet_b0", 0.0, 255.0),
+])
+def test_value_range_follows_the_architecture(architecture, low, high, tmp_path):
+  write_prepared_metadata(tmp_path, "cifar10")
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path)):
+    ds = data.build_dataset("cifar10", "test", global_batch_size=NUM_EXAMPLES,
+                            image_size=IMAGE_SIZE, training=False,
+                            data_dir=tmp_path, architecture=architecture)
+    images, _ = next(iter(ds))
+  values = images.numpy()
+  assert values.min() >= low - 1e-3 and values.max() <= high + 1e-3
+  assert values.max() - values.min() > 100  # Not scaled to [-1, 1].
+
+
+def test_label_subset_of_a_tfds_dataset_filters_and_renumbers(tmp_path):
+  write_prepared_metadata(tmp_path, "cifar10", num_examples=40)
+  with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path)):
+    raw = tfds.builder("cifar10", data_dir=str(tmp_path)).as_dataset(split="test")
+    raw_labels = np.array([int(ex["label"]) for ex in raw])
+    ds = data.build_dataset("cifar10:7,3,5", "test", global_batch_size=8,
+                            image_size=IMAGE_SIZE, training=False,
+                            data_dir=tmp_path)
+    labels = np.concatenate([y.numpy() for _, y in ds])
+  order = {7: 0, 3: 1, 5: 2}
+  expected = [order[label] for label in raw_labels if label in order]
+  assert expected  # The mock draws labels uniformly: some are in the subset.
+  np.testing.assert_array_equal(labels, expected)
