@@ -29,6 +29,8 @@ setuptools.setup(
         # TFDS 4.9.x imports importlib_resources on Python 3.11 without declaring it.
         "importlib_resources",
         "absl-py",
+        # TF 2.21 no longer pulls in TensorBoard; summaries and the HParams plugin need it.
+        "tensorboard",
         "numpy",
         "h5py",
         "scikit-learn",  # ships the `digits` dataset used offline

@@ -161,3 +161,17 @@ def test_calibrate_batchnorm_sets_statistics_and_restores_flags():
   assert base.get_layer("bn_Conv1").momentum == 0.99 or base.get_layer("bn_Conv1").momentum == 0.999
   after = base(x, training=False).numpy()
   assert before < 1e-6 < float(np.abs(after).max())
+
+
+def test_size_agnostic_base_serves_every_resolution_with_one_set_of_variables():
+  keras.utils.set_random_seed(0)
+  base = models.build_backbone("mobilenet_v2", None, weights=None, alpha=0.35)
+  sized = models.build_backbone("mobilenet_v2", 48, weights=None, alpha=0.35)
+  sized.set_weights(base.get_weights())
+  task = patches.apply_patch(base, "scale_bias+logits", task="t", num_classes=2)
+  head = patches.patch_info(task).head
+  for size in (32, 48, 64):
+    x = np.random.RandomState(size).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+    assert task(x).shape == (2, 2)
+  x = np.random.RandomState(0).uniform(-1, 1, (2, 48, 48, 3)).astype("float32")
+  np.testing.assert_allclose(task(x).numpy(), head(sized(x)).numpy(), rtol=1e-6, atol=1e-6)

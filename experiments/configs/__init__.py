@@ -3,12 +3,32 @@
 A config names the settings of one paper table or row; flags given on the
 command line override it. `--config=<name>` loads `experiments/configs/<name>.py`
 (or any `.py` file path).
+
+A *table* config also defines `get_rows() -> list[dict]`: one dict per table
+row, each a set of overrides on top of `get_config()`, plus the key "entry"
+("transfer" or "multitask": the `experiments/<entry>.py` that runs it) and
+optionally "row_id". `--config=<name>@<row_id>` (or `<name>@<index>`) loads
+`get_config()` merged with that row, which is how `experiments.launch` hands a
+row to its entry point. A config whose module sets `REQUIRED_FLAGS` (e.g.
+`("weights",)`) holds a `required(...)` placeholder there that the user must
+replace with a flag.
 """
 
 import importlib
 import importlib.util
 import os
 import pkgutil
+import re
+
+# Entry points a table row can name, and the module each one runs.
+ENTRY_POINTS = {"transfer": "experiments.transfer",
+                "multitask": "experiments.multitask"}
+DEFAULT_ENTRY = "transfer"
+# Row keys read by the launcher only (never passed to a runner's config).
+LAUNCH_KEYS = ("entry", "row_id")
+ROW_SEPARATOR = "@"
+_REQUIRED_PREFIX = "REQUIRED: pass "
+_ROW_ID_CHARS = re.compile(r"[^A-Za-z0-9_.+=-]+")
 
 
 def available() -> list:
@@ -17,11 +37,33 @@ def available() -> list:
                 if not m.name.startswith("_"))
 
 
-def load_overrides(name: str) -> dict:
-  """Returns `get_config()` of the config `name` (a module here or a .py path).
+def required(flag: str, example: str) -> str:
+  """A placeholder for a setting the user must give as `--<flag>=...`.
+
+  It is not a valid value (no such file, no checkpoint prefix), so a run that
+  was not given the flag fails validation before building anything, with a
+  message that shows this text.
+  """
+  return f"{_REQUIRED_PREFIX}--{flag}={example}"
+
+
+def is_required_placeholder(value) -> bool:
+  return isinstance(value, str) and value.startswith(_REQUIRED_PREFIX)
+
+
+def split_name(name: str):
+  """"cpu_scale@3" -> ("cpu_scale", "3"); "cpu_scale" -> ("cpu_scale", None)."""
+  if ROW_SEPARATOR in name and not name.endswith(".py"):
+    base, _, row = name.rpartition(ROW_SEPARATOR)
+    return base, row
+  return name, None
+
+
+def load_module(name: str):
+  """Imports the config `name` (a module here or a .py path).
 
   Raises:
-    ValueError: no such config, or it has no `get_config()` returning a dict.
+    ValueError: no such config.
   """
   if name.endswith(".py"):
     if not os.path.isfile(name):
@@ -29,14 +71,131 @@ def load_overrides(name: str) -> dict:
     spec = importlib.util.spec_from_file_location("k4p1_user_config", name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-  elif name in available():
-    module = importlib.import_module(f"{__name__}.{name}")
-  else:
-    raise ValueError(f"Unknown config {name!r}; valid choices: "
-                     f"{', '.join(available())} (or a path to a .py file).")
+    return module
+  if name in available():
+    return importlib.import_module(f"{__name__}.{name}")
+  raise ValueError(f"Unknown config {name!r}; valid choices: "
+                   f"{', '.join(available())} (or a path to a .py file).")
+
+
+def _base_overrides(name: str, module) -> dict:
   get_config = getattr(module, "get_config", None)
   overrides = get_config() if callable(get_config) else None
   if not isinstance(overrides, dict):
     raise ValueError(f"Config {name!r} must define get_config() returning a "
                      "dict of overrides.")
   return overrides
+
+
+def load_overrides(name: str) -> dict:
+  """Returns `get_config()` of the config `name`, merged with a row if named.
+
+  Args:
+    name: a config module name or .py path, optionally followed by
+      "@<row_id>" or "@<row index>" of a table config.
+
+  Raises:
+    ValueError: no such config or row, or no `get_config()` returning a dict.
+  """
+  base, row = split_name(name)
+  if row is None:
+    return _base_overrides(name, load_module(name))
+  chosen = select_row(load_rows(base), row, base)
+  return {k: v for k, v in chosen.items() if k not in LAUNCH_KEYS}
+
+
+def is_table(name: str) -> bool:
+  """Whether config `name` defines `get_rows()`."""
+  return callable(getattr(load_module(name), "get_rows", None))
+
+
+def required_flags(name: str) -> tuple:
+  """Flags the config `name` needs from the command line (`REQUIRED_FLAGS`)."""
+  return tuple(getattr(load_module(split_name(name)[0]), "REQUIRED_FLAGS", ()))
+
+
+def load_rows(name: str) -> list:
+  """The rows of table config `name`: get_config() merged with each row.
+
+  Every row gets "entry" (default "transfer") and a "row_id" (given, or made
+  by `make_row_id`), unique within the table.
+
+  Raises:
+    ValueError: not a table config, an unknown entry, or repeated row ids.
+  """
+  module = load_module(name)
+  get_rows = getattr(module, "get_rows", None)
+  if not callable(get_rows):
+    raise ValueError(f"Config {name!r} is not a table: it has no get_rows(). "
+                     "Run it with its entry point, e.g. python -m "
+                     f"experiments.transfer --config={name}.")
+  base = _base_overrides(name, module)
+  rows = []
+  for index, overrides in enumerate(get_rows()):
+    if not isinstance(overrides, dict):
+      raise ValueError(f"Row {index} of config {name!r} is not a dict: "
+                       f"{overrides!r}.")
+    row = {**base, **overrides}
+    row.setdefault("entry", DEFAULT_ENTRY)
+    if row["entry"] not in ENTRY_POINTS:
+      raise ValueError(f"Row {index} of config {name!r} has entry "
+                       f"{row['entry']!r}; valid choices: "
+                       f"{', '.join(ENTRY_POINTS)}.")
+    row["row_id"] = row.get("row_id") or make_row_id(row)
+    rows.append(row)
+  ids = [row["row_id"] for row in rows]
+  repeated = sorted({i for i in ids if ids.count(i) > 1})
+  if repeated:
+    raise ValueError(f"Config {name!r} repeats row ids {repeated}: give those "
+                     "rows a distinct 'row_id'.")
+  return rows
+
+
+def select_row(rows: list, key: str, name: str = "") -> dict:
+  """The row whose row_id is `key`, or whose index is `key` (digits).
+
+  Raises:
+    ValueError: no such row (the message lists the row ids).
+  """
+  for row in rows:
+    if row["row_id"] == key:
+      return row
+  if str(key).isdigit() and int(key) < len(rows):
+    return rows[int(key)]
+  raise ValueError(f"Config {name!r} has no row {key!r}; valid: indices "
+                   f"0-{len(rows) - 1} or row ids "
+                   f"{', '.join(row['row_id'] for row in rows)}.")
+
+
+def _format_number(value) -> str:
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def make_row_id(row: dict) -> str:
+  """A readable directory name for a row.
+
+  "mobilenet_v2-cifar10-scale_bias+logits-lr0.045"; multi-task rows name
+  their tasks ("mobilenet_v2-mt-mnist5k_0-4+mnist5k_5-9-logits-frozen-lr0.045"),
+  multi-resolution rows their sizes ("mobilenet_v2-imagenet2012-res96_128-...").
+  Characters other than letters, digits and "_.+=-" become "_".
+  """
+  parts = [row.get("model", "mobilenet_v2")]
+  if row.get("resolutions"):
+    parts.append(f"{row.get('dataset')}-res"
+                 + "_".join(str(s) for s in row["resolutions"]))
+  elif row.get("entry") == "multitask":
+    tasks = tuple(row.get("tasks") or ())
+    # Long task lists would make unwieldy directory names: count them instead.
+    parts.append("mt-" + ("+".join(tasks) if len(tasks) <= 3
+                          else f"{len(tasks)}tasks"))
+  else:
+    parts.append(str(row.get("dataset", "cifar100")))
+  if row.get("image_size") is not None:
+    parts.append(f"{row['image_size']}px")
+  parts.append(str(row.get("patch", "scale_bias+logits")))
+  if row.get("entry") == "multitask":
+    parts.append(row.get("shared", "frozen"))
+  if row.get("add_missing_scales"):
+    parts.append("gammas")
+  parts.append(f"lr{_format_number(row.get('learning_rate', 0.045))}")
+  return _ROW_ID_CHARS.sub("_", "-".join(parts))

@@ -96,7 +96,8 @@ def build_backbone(name: str,
 
   Args:
     name: one of `ARCHITECTURES`.
-    image_size: square input size in pixels.
+    image_size: square input size in pixels, or None for a model that takes
+      any size (one base shared by tasks or resolutions of different sizes).
     weights: `None`, `"imagenet"`, a path to a Keras file, or a TF checkpoint
       reference (`"slim:<path>"`, `"ssd_tf1:<path>"`, `"ssd_tf2:<path>"`).
     alpha: width multiplier (MobileNets only).
@@ -112,9 +113,10 @@ def build_backbone(name: str,
     FileNotFoundError: a weights path that does not exist.
   """
   arch = get_architecture(name)
-  if not isinstance(image_size, int) or image_size < arch.min_image_size:
+  if image_size is not None and (not isinstance(image_size, int) or
+                                 image_size < arch.min_image_size):
     raise ValueError(f"image_size={image_size!r} is invalid for {name}: use an "
-                     f"integer >= {arch.min_image_size}.")
+                     f"integer >= {arch.min_image_size}, or None for any size.")
   if alpha != 1.0 and not arch.supports_alpha:
     raise ValueError(f"alpha={alpha} is not supported by {name}; only "
                      f"{[a for a in ARCHITECTURES if ARCHITECTURE_TABLE[a].supports_alpha]} "

@@ -27,8 +27,9 @@ PAD_LOGIT = -1e9
 
 
 def _input_size(model):
+  """(height, width) of a model's input; None entries for size-agnostic models."""
   shape = model.inputs[0].shape
-  return int(shape[1]), int(shape[2])
+  return shape[1], shape[2]
 
 
 def route_tasks(task_models, images, task_ids):
@@ -50,7 +51,7 @@ def route_tasks(task_models, images, task_ids):
   outputs = []
   for model, group in zip(task_models, groups):
     size = _input_size(model)
-    if tuple(images.shape[1:3]) != size:
+    if None not in size and tuple(images.shape[1:3]) != size:
       group = tf.image.resize(group, size)
     logits = model(group, training=False)
     pad = max_classes - int(logits.shape[-1])
@@ -67,7 +68,8 @@ def export_multitask(task_models, path: str, image_size=None) -> None:
   Args:
     task_models: K task models sharing one base; task id k is `task_models[k]`.
     path: output directory (replaced if it exists).
-    image_size: the serving input size; None: the first task's input size.
+    image_size: (height, width) served; None: the first task's input size
+      (required when that model takes any size).
 
   Raises:
     ValueError: no task models, or a model not made by `apply_patch`.
@@ -76,6 +78,8 @@ def export_multitask(task_models, path: str, image_size=None) -> None:
     raise ValueError("export_multitask needs at least one task model.")
   infos = [inject.patch_info(m) for m in task_models]  # Validates every model.
   height, width = image_size or _input_size(task_models[0])
+  if height is None or width is None:
+    raise ValueError("The task models take any input size: pass image_size=(h, w).")
   archive = keras.export.ExportArchive()
   for model in task_models:
     archive.track(model)

@@ -1,0 +1,41 @@
+"""Training: strategies, the paper's optimizer recipe, the custom loop, runs.
+
+```python
+from k4p1 import train
+results = train.run_transfer(train.TransferConfig(
+    workdir="runs/cifar100_sb", dataset="cifar100", patch="scale_bias+logits"))
+```
+"""
+
+from k4p1.train.checkpointing import RunCheckpoint
+from k4p1.train.config import BN_STATS
+from k4p1.train.config import DEFAULT_TRAIN_EPOCHS
+from k4p1.train.config import IDENTITY_FIELDS
+from k4p1.train.config import OPTIMIZERS
+from k4p1.train.config import STRATEGIES
+from k4p1.train.config import TransferConfig
+from k4p1.train.loop import cross_entropy
+from k4p1.train.loop import make_train_step
+from k4p1.train.loop import run_training_loop
+from k4p1.train.loop import TrainTask
+from k4p1.train.loop import unique_trainable_variables
+from k4p1.train.multitask import run_multitask
+from k4p1.train.multitask_config import MultitaskConfig
+from k4p1.train.multitask_config import SHARED
+from k4p1.train.multitask_config import TASK_SAMPLING
+from k4p1.train.multitask_config import TaskPlan
+from k4p1.train.multitask_sampling import sample_task
+from k4p1.train.optimizers import build_learning_rate_schedule
+from k4p1.train.optimizers import build_optimizer
+from k4p1.train.optimizers import is_kernel
+from k4p1.train.optimizers import weight_decay_loss
+from k4p1.train.sequential import run_sequential
+from k4p1.train.strategy import build_strategy
+from k4p1.train.strategy import is_chief
+from k4p1.train.summaries import SummaryWriter
+from k4p1.train.transfer import BACKBONE_FILE
+from k4p1.train.transfer import pretrain_backbone
+from k4p1.train.transfer import run_transfer
+from k4p1.train.transfer import set_bn_momentum
+from k4p1.train.workdir import WorkdirMismatchError
+from k4p1.train.workdir import write_json_atomic

@@ -1,0 +1,307 @@
+"""The custom training loop: one `tf.function` step over K tasks, and its driver.
+
+A step takes one batch from every task, sums the task losses and applies one
+optimizer update to the union of the tasks' trainable variables (a shared
+variable appears once). With K = 1 this is ordinary single-task training; the
+multi-task trainer reuses the same step with K task models of one base.
+
+Loss scaling: each replica divides its summed per-example losses by the
+*global* batch size of the task, so summing gradients over replicas (what the
+optimizer does under a strategy) gives the gradient of the global-batch mean.
+Weight decay is divided by the number of replicas for the same reason.
+
+BatchNorm: models are called with `training=True`; a BN layer uses batch
+statistics and updates its moving statistics only if it is trainable (Keras 3),
+i.e. only the task's patch BN layers. Shared, frozen BN layers run in
+inference mode with the base's statistics.
+"""
+
+import dataclasses
+import time
+from typing import Callable, Optional, Sequence
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from k4p1.train import fused_batch_norm as fused_batch_norm_lib
+from k4p1.train import optimizers as optimizers_lib
+
+
+@dataclasses.dataclass
+class TrainTask:
+  """One task of a training step.
+
+  Attributes:
+    name: task name (metric tags `.../<name>/...` when K > 1).
+    model: maps images to logits.
+    num_classes: the model's number of classes.
+    train_dataset: an infinite (distributed) dataset of (images, labels).
+    global_batch_size: examples per step of this task over all replicas.
+  """
+  name: str
+  model: keras.Model
+  num_classes: int
+  train_dataset: object
+  global_batch_size: int
+
+
+def cross_entropy(labels, logits, num_classes: int, label_smoothing: float = 0.0):
+  """Per-example softmax cross-entropy with label smoothing, float32 [B]."""
+  targets = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+  if label_smoothing:
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+  return tf.nn.softmax_cross_entropy_with_logits(
+      labels=targets, logits=tf.cast(logits, tf.float32))
+
+
+def unique_trainable_variables(models: Sequence[keras.Model]) -> list:
+  """The models' trainable variables, each once (shared ones are one object)."""
+  seen, variables = set(), []
+  for model in models:
+    for variable in model.trainable_variables:
+      if id(variable) not in seen:
+        seen.add(id(variable))
+        variables.append(variable)
+  return variables
+
+
+def _backing_variable(variable):
+  """The tf.Variable behind a Keras variable (what a GradientTape can watch)."""
+  if isinstance(variable, keras.Variable):
+    return variable.value  # Outside a layer call: the variable, not a cast.
+  return variable
+
+
+def make_train_step(strategy: tf.distribute.Strategy,
+                    tasks: Sequence[TrainTask],
+                    optimizer: keras.optimizers.Optimizer,
+                    variables: Sequence,
+                    step: tf.Variable,
+                    label_smoothing: float = 0.1,
+                    weight_decay: float = 4e-5,
+                    jit_compile: bool = False,
+                    fused_batch_norm: bool = True) -> Callable:
+  """Builds the distributed training step.
+
+  Args:
+    strategy: the strategy the models and optimizer were built under.
+    tasks: the tasks trained together (K >= 1).
+    optimizer: applies one update per step.
+    variables: what the step trains (`unique_trainable_variables`).
+    step: int64 step counter, incremented by every call.
+    label_smoothing: label smoothing of the cross-entropy.
+    weight_decay: L2 coefficient on the kernels among `variables`.
+    jit_compile: compile each replica's step with XLA.
+    fused_batch_norm: compute training-mode BatchNormalization with fused ops
+      (`k4p1.train.fused_batch_norm`; same results, much faster on CPU).
+
+  Returns:
+    `train_step(iterators)`, taking one iterator per task and returning a dict
+    of global sums: `<task>/loss_sum` (cross-entropy), `<task>/correct`,
+    `<task>/count`, and `weight_decay` (the penalty's value).
+  """
+  tasks = tuple(tasks)
+  variables = list(variables)
+  replicas = strategy.num_replicas_in_sync
+  watched = [_backing_variable(v) for v in variables]
+
+  def replica_step(batches):
+    stats = {}
+    # Keras 3 leaves the tf.Variables of frozen layers trainable, so a default
+    # tape would record every weight the models read; record only `variables`.
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(watched)
+      objective = tf.constant(0.0)
+      for task, (images, labels) in zip(tasks, batches):
+        logits = task.model(images, training=True)
+        losses = cross_entropy(labels, logits, task.num_classes, label_smoothing)
+        loss_sum = tf.reduce_sum(losses)
+        objective += loss_sum / task.global_batch_size
+        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        hits = tf.equal(predictions, tf.cast(labels, tf.int32))
+        stats[f"{task.name}/loss_sum"] = loss_sum
+        stats[f"{task.name}/correct"] = tf.reduce_sum(tf.cast(hits, tf.float32))
+        stats[f"{task.name}/count"] = tf.cast(tf.size(labels), tf.float32)
+      penalty = optimizers_lib.weight_decay_loss(variables, weight_decay) / replicas
+      objective += penalty
+    gradients = tape.gradient(objective, variables)
+    optimizer.apply_gradients(
+        [(g, v) for g, v in zip(gradients, variables) if g is not None])
+    stats["weight_decay"] = penalty
+    return stats
+
+  if jit_compile:
+    replica_step = tf.function(replica_step, jit_compile=True)
+
+  @tf.function
+  def train_step(iterators):
+    batches = tuple(next(iterator) for iterator in iterators)
+    with fused_batch_norm_lib.fused_batch_norm(fused_batch_norm):
+      per_replica = strategy.run(replica_step, args=(batches,))
+    step.assign_add(1)
+    return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for name, value in per_replica.items()}
+
+  return train_step
+
+
+class MetricAccumulator:
+  """Sums step outputs over an interval; reports loss, accuracy, images/sec."""
+
+  def __init__(self, task_names: Sequence[str]):
+    self.task_names = tuple(task_names)
+    self.reset()
+
+  def reset(self) -> None:
+    self.sums = {}
+    self.steps = 0
+    self.seconds = 0.0
+    self.timed_examples = 0.0
+
+  def add(self, outputs: dict, seconds: float, timed: bool = True) -> None:
+    """Adds one step's outputs; `timed=False` leaves it out of images/sec."""
+    for name, value in outputs.items():
+      self.sums[name] = self.sums.get(name, 0.0) + float(value)
+    self.steps += 1
+    if timed:
+      self.seconds += seconds
+      self.timed_examples += sum(float(outputs[f"{t}/count"])
+                                 for t in self.task_names)
+
+  def result(self) -> dict:
+    """{"train/loss", "train/accuracy", "images_per_sec"} (+ per task if K > 1).
+
+    `train/loss` is the training objective: the summed task cross-entropies
+    (each a mean over its batch) plus weight decay.
+    """
+    if not self.steps:
+      return {}
+    out, loss, examples = {}, 0.0, 0.0
+    for task in self.task_names:
+      count = self.sums[f"{task}/count"]
+      task_loss = self.sums[f"{task}/loss_sum"] / count
+      loss += task_loss
+      examples += count
+      if len(self.task_names) > 1:
+        out[f"train/{task}/loss"] = task_loss
+        out[f"train/{task}/accuracy"] = self.sums[f"{task}/correct"] / count
+    correct = sum(self.sums[f"{t}/correct"] for t in self.task_names)
+    out["train/cross_entropy"] = loss
+    out["train/loss"] = loss + self.sums["weight_decay"] / self.steps
+    out["train/accuracy"] = correct / examples
+    out["images_per_sec"] = (self.timed_examples / self.seconds
+                             if self.seconds else 0.0)
+    return out
+
+
+@dataclasses.dataclass
+class LoopResult:
+  """What the driver reports: steps done, throughput, last metrics."""
+  start_step: int
+  end_step: int
+  train_seconds: float
+  images_per_sec: Optional[float]
+  train_metrics: dict
+  eval_history: list
+
+
+def run_training_loop(*,
+                      train_step: Callable,
+                      tasks: Sequence[TrainTask],
+                      step: tf.Variable,
+                      total_steps: int,
+                      learning_rate_fn: Callable[[int], float],
+                      save_checkpoint: Callable[[], object],
+                      checkpoint_every: int,
+                      evaluate: Callable[[int], dict],
+                      eval_every: int,
+                      write_scalars: Callable[[int, dict], None],
+                      summary_every: int,
+                      log_every_secs: float = 30.0) -> LoopResult:
+  """Runs `train_step` from the current `step` to `total_steps`.
+
+  Evaluates every `eval_every` steps (0: never; the caller evaluates at the
+  end), checkpoints every `checkpoint_every` steps and at the end, writes
+  training scalars every `summary_every` steps, and logs step, loss, accuracy
+  and images/sec at least every `log_every_secs` seconds.
+
+  Images/sec counts training steps only: the first step of a process (which
+  traces and compiles the graph), evaluation and checkpointing are excluded.
+
+  Args:
+    train_step: from `make_train_step`.
+    tasks: the same tasks (their datasets are iterated here).
+    step: the step counter `train_step` increments.
+    total_steps: the step at which training ends.
+    learning_rate_fn: step -> learning rate, for summaries.
+    save_checkpoint: saves a checkpoint at the current step.
+    checkpoint_every: steps between checkpoints (0: only at the end).
+    evaluate: step -> {tag: value} of evaluation metrics (also written).
+    eval_every: steps between evaluations (0: none during training).
+    write_scalars: (step, {tag: value}) -> None.
+    summary_every: steps between training summaries.
+    log_every_secs: longest time between progress lines in the log.
+
+  Returns:
+    A `LoopResult`.
+  """
+  names = [t.name for t in tasks]
+  iterators = tuple(iter(t.train_dataset) for t in tasks)
+  start_step = current = int(step.numpy())
+  summary_metrics, log_metrics = MetricAccumulator(names), MetricAccumulator(names)
+  timed_seconds, timed_images = 0.0, 0.0
+  eval_history = []
+  last_metrics = {}
+  last_log = time.monotonic()
+  last_checkpoint = None
+  if current >= total_steps:
+    logging.info("Step %d >= train steps %d: nothing to train.", current, total_steps)
+  while current < total_steps:
+    began = time.perf_counter()
+    outputs = {k: v.numpy() for k, v in train_step(iterators).items()}
+    seconds = time.perf_counter() - began
+    current += 1
+    # The first step of a process traces the graph: not part of images/sec.
+    timed = current > start_step + 1
+    if timed:
+      timed_seconds += seconds
+      timed_images += sum(float(outputs[f"{n}/count"]) for n in names)
+    else:
+      logging.info("First step (tracing included) took %.1f s.", seconds)
+    summary_metrics.add(outputs, seconds, timed)
+    log_metrics.add(outputs, seconds, timed)
+    if not np.isfinite(outputs[f"{names[0]}/loss_sum"]):
+      raise FloatingPointError(f"Loss is {outputs[f'{names[0]}/loss_sum']} at "
+                               f"step {current}: lower the learning rate.")
+
+    if current % summary_every == 0 or current == total_steps:
+      last_metrics = summary_metrics.result()
+      scalars = dict(last_metrics, learning_rate=learning_rate_fn(current - 1))
+      if not summary_metrics.seconds:
+        scalars.pop("images_per_sec")
+      write_scalars(current, scalars)
+      summary_metrics.reset()
+    now = time.monotonic()
+    if now - last_log >= log_every_secs or current == total_steps:
+      m = log_metrics.result()
+      rate = (f"{m['images_per_sec']:.1f}" if log_metrics.seconds
+              else "n/a (first step)")
+      logging.info("step %d/%d: loss %.4f, accuracy %.4f, %s images/sec, "
+                   "learning rate %.4g", current, total_steps, m["train/loss"],
+                   m["train/accuracy"], rate, learning_rate_fn(current - 1))
+      log_metrics.reset()
+      last_log = now
+    if eval_every and current % eval_every == 0 and current != total_steps:
+      metrics = evaluate(current)
+      eval_history.append(dict(metrics, step=current))
+    if checkpoint_every and current % checkpoint_every == 0:
+      save_checkpoint()
+      last_checkpoint = current
+  if last_checkpoint != current and current > start_step:
+    save_checkpoint()
+  return LoopResult(
+      start_step=start_step, end_step=current, train_seconds=timed_seconds,
+      images_per_sec=timed_images / timed_seconds if timed_seconds else None,
+      train_metrics=last_metrics, eval_history=eval_history)

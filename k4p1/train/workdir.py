@@ -1,0 +1,113 @@
+"""The run's directory: layout, atomic JSON files, and rerun safety.
+
+```
+<workdir>/config.json    the resolved config and the command line
+<workdir>/results.json   final metrics, parameter counts, timings
+<workdir>/checkpoints/   tf.train.CheckpointManager
+<workdir>/tensorboard/   summaries
+<workdir>/patches/<task>.k4p1
+```
+"""
+
+import json
+import os
+import tempfile
+from typing import Any, Mapping, Sequence
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+PATCH_DIR = "patches"
+PATCH_EXTENSION = ".k4p1"
+
+
+class WorkdirMismatchError(ValueError):
+  """A workdir holds another run: reusing it would mix two runs' files."""
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, CONFIG_FILE)
+
+
+def results_path(workdir: str) -> str:
+  return os.path.join(workdir, RESULTS_FILE)
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+def tensorboard_dir(workdir: str) -> str:
+  return os.path.join(workdir, TENSORBOARD_DIR)
+
+
+def patch_path(workdir: str, task: str) -> str:
+  return os.path.join(workdir, PATCH_DIR, task + PATCH_EXTENSION)
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+  """Writes `payload` as JSON to a temp file beside `path`, then renames it.
+
+  A reader (or a run killed mid-write) sees the old file or the new one, never
+  half of one.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
+                             suffix=".tmp", dir=directory)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(payload, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_rerun(workdir: str, config: Mapping[str, Any],
+                identity_fields: Sequence[str]) -> bool:
+  """Checks that `workdir` is empty or holds a run of the same model and task.
+
+  Args:
+    workdir: the run's directory.
+    config: the new run's resolved config (a dict).
+    identity_fields: fields on which the old and the new run must agree (a
+      different patch or dataset is a different run); the others, e.g. the
+      number of steps, may change and the run resumes from its checkpoint.
+
+  Returns:
+    True if `workdir` holds a previous run (it will be resumed).
+
+  Raises:
+    WorkdirMismatchError: the previous run differs in an identity field, or
+      the directory holds files that are not a k4p1 run's.
+  """
+  path = config_path(workdir)
+  if not os.path.exists(path):
+    leftovers = [name for name in (CHECKPOINT_DIR, RESULTS_FILE, PATCH_DIR)
+                 if os.path.exists(os.path.join(workdir, name))]
+    if leftovers:
+      raise WorkdirMismatchError(
+          f"Workdir {workdir!r} has {leftovers} but no {CONFIG_FILE}: it is not "
+          "a run this version can resume. Use a new --workdir.")
+    return False
+  previous = read_json(path).get("config", {})
+  diffs = {name: (previous.get(name), config.get(name))
+           for name in identity_fields if previous.get(name) != config.get(name)}
+  if diffs:
+    described = "; ".join(f"{name}: {old!r} there, {new!r} now"
+                          for name, (old, new) in sorted(diffs.items()))
+    raise WorkdirMismatchError(
+        f"Workdir {workdir!r} holds a different run ({described}). Use a new "
+        "--workdir, or delete this one to start over.")
+  return True

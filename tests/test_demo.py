@@ -1,0 +1,45 @@
+"""Smoke test of `experiments/demo.py` with tiny settings (a few steps).
+
+Runs the command in a subprocess: it is the README's first command, and each
+experiment script owns its absl flags (two scripts in one process would
+define `--workdir` twice).
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_demo_pretrains_then_trains_each_patch(tmp_path):
+  workdir = tmp_path / "demo"
+  completed = subprocess.run(
+      [sys.executable, "-m", "experiments.demo", f"--workdir={workdir}",
+       "--patches=logits,scale_bias+logits", "--pretrain_steps=3", "--steps=2",
+       "--batch_size=16"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  printed = completed.stdout
+
+  backbone = workdir / "pretrain" / "backbone.weights.h5"
+  assert backbone.exists()
+  pretrain = json.loads((workdir / "pretrain" / "results.json").read_text())
+  assert pretrain["experiment"] == "pretrain" and pretrain["steps"] == 3
+  assert pretrain["tasks"]["mnist5k_0-4"]["num_classes"] == 5
+  rows = json.loads((workdir / "demo.json").read_text())["rows"]
+  assert [r["patch"] for r in rows] == ["logits", "logits+scale_bias"]
+  for run, row in zip(("logits", "scale_bias_logits"), rows):
+    results = json.loads((workdir / run / "results.json").read_text())
+    # Each patch run starts from the pretrained backbone, on the other digits.
+    assert results["config"]["weights"] == str(backbone.resolve())
+    assert results["tasks"]["mnist5k_5-9"]["examples"] == 500
+    assert results["command"].startswith("python -m experiments.demo ")
+    assert row["trained_params"] == results["params"]["patch_trainable"]
+    patch_file = workdir / run / "patches" / "mnist5k_5-9.k4p1"
+    assert row["patch_bytes"] == patch_file.stat().st_size
+    assert list((workdir / run / "tensorboard").iterdir())
+    assert f"| {row['patch']} | {row['accuracy']:.3f} |" in printed
+  assert rows[1]["trained_params"] > rows[0]["trained_params"]
+  assert (workdir / "table.md").read_text().strip() in printed

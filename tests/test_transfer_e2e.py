@@ -1,0 +1,123 @@
+"""End-to-end runs of `experiments/transfer.py` on `tfds.testing.mock_data`.
+
+One tiny run (MobileNetV2 0.35 at 32 px, random weights, 2 steps) per patch
+kind, through the absl `main`, checking what it leaves in the workdir.
+"""
+
+import json
+import os
+
+from absl import flags
+from absl.testing import flagsaver
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import splits as splits_lib
+
+from experiments import transfer
+from k4p1 import data
+from k4p1 import patches
+
+FLAGS = flags.FLAGS
+NUM_EXAMPLES = 6
+# One spec per patch kind; kinds other than logits need a head, so they come
+# with `+logits` (a single task has no shared head to borrow).
+SPECS = ("logits", "scale_bias+logits", "scale+logits", "bias+logits",
+         "depthwise+logits", "full")
+
+
+def write_prepared_metadata(data_dir, name):
+  """Writes the metadata of a prepared TFDS dataset (no records) for mock_data."""
+  info = data.get_dataset_info(name)
+  builder = tfds.builder(info.tfds_name, data_dir=str(data_dir), try_gcs=False)
+  split_names = info.train_split.split("+") + [info.eval_split]
+  builder.info.set_splits(splits_lib.SplitDict([
+      splits_lib.SplitInfo(
+          name=split, shard_lengths=[NUM_EXAMPLES], num_bytes=0,
+          filename_template=tfds.core.ShardedFileTemplate(
+              data_dir=builder.data_path, dataset_name=builder.name, split=split,
+              filetype_suffix="tfrecord"))
+      for split in split_names]))
+  builder.data_path.mkdir(parents=True, exist_ok=True)
+  builder.info.write_to_directory(builder.data_path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def parsed_flags():
+  if not FLAGS.is_parsed():
+    FLAGS.mark_as_parsed()
+
+
+def event_tags(logdir):
+  tags = set()
+  for name in tf.io.gfile.listdir(logdir):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, name)):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
+  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+  write_prepared_metadata(data_dir, "cifar10")
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(data_dir)):
+    with flagsaver.flagsaver(
+        workdir=str(workdir), model="mobilenet_v2", weights="none", alpha=0.35,
+        image_size=32, dataset="cifar10", data_dir=str(data_dir), patch=spec,
+        batch_size=4, train_steps=2, eval_every=1, checkpoint_every=1,
+        summary_every=1):
+      transfer.main(["transfer"])
+
+  results = json.loads((workdir / "results.json").read_text())
+  config = json.loads((workdir / "config.json").read_text())
+  canonical = str(patches.PatchSpec.parse(spec))
+  assert results["patch"] == canonical == config["config"]["patch"]
+  assert results["steps"] == results["optimizer_steps"] == 2
+  task = results["tasks"]["cifar10"]
+  assert task["num_classes"] == 10 and task["examples"] == NUM_EXAMPLES
+  assert 0.0 <= task["accuracy"] <= 1.0
+  assert "--patch=" + spec in results["command"]
+  params = results["params"]
+  assert set(params) == {"patch_trainable", "patch_stored", "shared", "total"}
+  assert params["total"] == params["patch_stored"] + params["shared"]
+  head = 1280 * 10 + 10  # alpha 0.35 keeps MobileNetV2's 1280 features.
+  assert params["patch_trainable"] >= head
+  if spec == "logits":
+    assert params["patch_trainable"] == params["patch_stored"] == head
+  if spec == "full":
+    assert params["shared"] == 0
+
+  # The patch file holds exactly the stored parameters, under this spec.
+  patch_file = workdir / "patches" / "cifar10.k4p1"
+  assert results["patch_file"] == os.path.join("patches", "cifar10.k4p1")
+  assert results["patch_file_bytes"] == patch_file.stat().st_size
+  spec_json, arrays = patches.read_patch_file(str(patch_file))
+  assert spec_json["spec"] == canonical and spec_json["task"] == "cifar10"
+  assert sum(int(np.prod(a.shape)) for a in arrays.values()) == params["patch_stored"]
+
+  assert (workdir / "checkpoints" / "checkpoint").exists()
+  assert {"train/loss", "train/accuracy", "eval/accuracy", "learning_rate",
+          "images_per_sec"} <= event_tags(str(workdir / "tensorboard"))
+  assert not [p for p in workdir.rglob("*.tmp")]  # Atomic writes leave none.
+
+
+def test_bad_flag_values_fail_before_building_anything(tmp_path, capsys):
+  with flagsaver.flagsaver(workdir=str(tmp_path / "run"), strategy="gpu"):
+    with pytest.raises(SystemExit) as exit_info:
+      transfer.main(["transfer"])
+  assert exit_info.value.code == 1
+  message = capsys.readouterr().err
+  assert "Unknown strategy 'gpu'" in message and "mirrored" in message
+  assert not (tmp_path / "run").exists()
+
+
+def test_config_file_is_overridden_by_given_flags(tmp_path):
+  with flagsaver.flagsaver(workdir=str(tmp_path), config="tiny_cpu",
+                           train_epochs=2.0, patch="logits"):
+    config = transfer.build_config(FLAGS)
+  assert config.image_size == 32 and config.alpha == 0.35  # From the config.
+  assert config.patch == "logits"  # Flag beats the config's default.
+  # A length given as a flag replaces the config's other length.
+  assert config.train_epochs == 2.0 and config.train_steps is None
+  assert config.learning_rate == 0.045  # Untouched default.
