@@ -1,131 +1,330 @@
 r"""Training-step throughput of each patch regime, as a ratio to full fine-tuning.
 
-For each image size and each regime (`full`, `scale_bias+logits`,
-`scale_bias+depthwise+logits`, `logits`), builds MobileNetV2 (random weights),
-applies the patch, and times `k4p1.train.make_train_step` (the training loop's
-own step: forward, backward to the patch's variables, RMSProp update) on an
-in-memory batch, so the input pipeline is not measured. All regimes run in one
-process, one after the other, with warm-up steps (tracing) excluded. Prints a
-table and writes JSON (atomically).
+Regimes (MobileNetV2, random weights, in-memory batches, so the input pipeline
+is not measured):
+  full, scale_bias+logits, scale_bias+depthwise+logits, logits
+      `k4p1.train.make_train_step` (forward, backward to the patch's
+      variables, RMSProp update) on the patched model;
+  logits_cached
+      `--cache_features`: the head's training step on cached pooled features,
+      i.e. each epoch after the first (the first runs the backbone once per
+      image: its rate is reported as `first_epoch_images_per_sec`);
+  keras_fit
+      bare Keras: `model.fit` of the same full model (base + Dense head),
+      RMSprop, sparse cross-entropy: the framework-overhead baseline;
+  inference
+      the forward pass alone (`training=False`, fused BN), the floor of any
+      training step: what `logits` can at best reach.
 
-  python benchmarks/train_step.py                               # 224 and 96 px
-  python benchmarks/train_step.py --image_sizes=96 --steps=5 --output=/tmp/ts.json
+Each regime runs in its own worker process (honest peak RSS, VmHWM), all
+workers of one image size alive at once; the parent times them round-robin,
+`--rounds` rounds of `--steps` steps each, so that load from other processes
+on a shared machine hits every regime alike. Per regime it reports the median
+(and best) images/sec over rounds and the ratio of medians to `full`. Prints
+a Markdown table and writes JSON (atomically), with the load average.
 
-Fewer trained variables mean a shorter backward pass (no weight gradients for
-frozen layers) and a smaller update; training-mode BN (S/B patches) costs
-extra batch statistics.
+  python benchmarks/train_step.py                                # 224 and 96 px
+  python benchmarks/train_step.py --image_sizes=96 --rounds=3 --output=/tmp/ts.json
+  python benchmarks/train_step.py --nofused_batch_norm           # the old BN path
 """
 
+import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
 
 from absl import app
 from absl import flags
-from absl import logging
-import keras
-import numpy as np
-import tensorflow as tf
 
-import k4p1
-from k4p1 import models
-from k4p1 import patches
-from k4p1 import train
-
-REGIMES = ("full", "scale_bias+logits", "scale_bias+depthwise+logits", "logits")
+REGIMES = ("full", "scale_bias+logits", "scale_bias+depthwise+logits", "logits",
+           "logits_cached", "keras_fit", "inference")
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["224", "96"], "Input sizes (px).")
-_REGIMES = flags.DEFINE_list("regimes", list(REGIMES), "Patch specs to time.")
+_REGIMES = flags.DEFINE_list("regimes", list(REGIMES), "Regimes to time.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per regime.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per regime per round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Round-robin rounds.")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 2, "Untimed steps (tracing).")
 _ALPHA = flags.DEFINE_float("alpha", 1.0, "MobileNetV2 width multiplier.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 100, "Head size.")
-_JIT = flags.DEFINE_bool("jit_compile", False, "Compile the step with XLA.")
+_JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                         "XLA for k4p1's step (auto: off on CPU).")
+_MIXED = flags.DEFINE_enum("mixed_precision", "none",
+                           ["none", "mixed_float16", "mixed_bfloat16"],
+                           "Keras dtype policy of the k4p1 regimes.")
+_FUSED_BN = flags.DEFINE_bool("fused_batch_norm", True, "k4p1's fused BN "
+                              "(off: Keras' BN ops, the pre-issue-8 step).")
+_CACHED_IMAGES = flags.DEFINE_integer("cached_images", 256, "Images whose "
+                                      "features logits_cached extracts.")
 _OUTPUT = flags.DEFINE_string("output", "train_step.json", "JSON result path.")
+# Internal: run as one regime's worker.
+_WORKER = flags.DEFINE_string("worker", None, "Internal: the regime to serve.")
+_SIZE = flags.DEFINE_integer("worker_image_size", 96, "Internal.")
 
 
-def time_regime(spec: str, image_size: int, batch_size: int, steps: int,
-                warmup_steps: int, alpha: float, num_classes: int,
-                jit_compile: bool = False) -> dict:
-  """Images/sec of the training step of one patch regime.
+def _peak_rss_mb() -> float:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1]) / 1024.0
+  return float("nan")
 
-  Returns:
-    {"images_per_sec", "seconds_per_step", "patch_trainable", "warmup_s"}.
-  """
+
+def _build_worker(regime: str, size: int):
+  """Returns (run(steps) -> seconds, info dict) for one regime."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from k4p1 import models  # pylint: disable=g-import-not-at-top
+  from k4p1 import patches  # pylint: disable=g-import-not-at-top
+  from k4p1 import train  # pylint: disable=g-import-not-at-top
+  from k4p1.train import features_cache  # pylint: disable=g-import-not-at-top
+  from k4p1.train import performance  # pylint: disable=g-import-not-at-top
+
+  batch, classes = _BATCH_SIZE.value, _NUM_CLASSES.value
+  if regime != "keras_fit":
+    performance.set_mixed_precision(_MIXED.value)
   keras.utils.set_random_seed(0)
-  base = models.build_backbone("mobilenet_v2", image_size, weights=None,
-                               alpha=alpha)
-  task = patches.apply_patch(base, spec, task="bench", num_classes=num_classes)
   rng = np.random.default_rng(0)
-  images = rng.uniform(-1, 1, (batch_size, image_size, image_size, 3))
-  labels = rng.integers(0, num_classes, batch_size)
-  dataset = tf.data.Dataset.from_tensors(
-      (images.astype(np.float32), labels.astype(np.int32))).repeat()
-  strategy = tf.distribute.get_strategy()
-  optimizer = train.build_optimizer("rmsprop", 0.01)
-  variables = train.unique_trainable_variables([task])
+  images = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+  labels = rng.integers(0, classes, batch).astype(np.int32)
+  dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
+  base = models.build_backbone("mobilenet_v2", size, weights=None,
+                               alpha=_ALPHA.value)
+  info = {}
+
+  if regime == "keras_fit":
+    model = keras.Model(base.input, keras.layers.Dense(classes)(base.output))
+    model.compile(optimizer=keras.optimizers.RMSprop(0.01, rho=0.9,
+                                                     momentum=0.9, epsilon=1.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=False)
+    info["patch_trainable"] = sum(int(np.prod(v.shape))
+                                  for v in model.trainable_variables)
+    marks = {}
+
+    class Timer(keras.callbacks.Callback):
+
+      def on_train_batch_begin(self, batch_index, logs=None):
+        if batch_index == 0:
+          marks["begin"] = time.perf_counter()
+
+      def on_train_batch_end(self, batch_index, logs=None):
+        for value in (logs or {}).values():
+          float(value)  # Waits for the step.
+        marks["end"] = time.perf_counter()
+
+    def run(steps):
+      model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                callbacks=[Timer()])
+      return marks["end"] - marks["begin"]
+
+    return run, info
+
+  if regime == "inference":
+    from k4p1.train import fused_batch_norm  # pylint: disable=g-import-not-at-top
+    info["patch_trainable"] = 0
+
+    @tf.function
+    def forward(x):
+      with fused_batch_norm.fused_batch_norm(_FUSED_BN.value):
+        return base(x, training=False)
+
+    def run(steps):
+      began = time.perf_counter()
+      for _ in range(steps):
+        outputs = forward(images)
+      outputs.numpy()
+      return time.perf_counter() - began
+
+    return run, info
+
+  spec = "logits" if regime == "logits_cached" else regime
+  task = patches.apply_patch(base, spec, task="bench", num_classes=classes)
+  info["patch_trainable"] = patches.count_params(task)["patch_trainable"]
+  model = task
+  if regime == "logits_cached":
+    feature_model, model = features_cache.split_logits_model(task)
+    count = max(batch, _CACHED_IMAGES.value // batch * batch)
+    image_ds = tf.data.Dataset.from_tensors(images).repeat(count // batch)
+    image_ds = tf.data.Dataset.zip((image_ds, tf.data.Dataset.from_tensors(
+        labels).repeat(count // batch)))
+    feature_fn = features_cache.make_feature_fn(feature_model)
+    features_cache.extract_features(feature_model, image_ds.take(1),
+                                    feature_fn)  # Traces.
+    began = time.perf_counter()
+    features, cached_labels = features_cache.extract_features(
+        feature_model, image_ds, feature_fn)
+    info["first_epoch_images_per_sec"] = count / (time.perf_counter() - began)
+    dataset = features_cache.cached_dataset(features, cached_labels, batch)
+  optimizer = performance.wrap_optimizer(train.build_optimizer("rmsprop", 0.01),
+                                         _MIXED.value)
+  variables = train.unique_trainable_variables([model])
   optimizer.build(variables)
-  step = tf.Variable(0, dtype=tf.int64)
   train_step = train.make_train_step(
-      strategy, [train.TrainTask("bench", task, num_classes, dataset, batch_size)],
-      optimizer, variables, step, jit_compile=jit_compile)
+      tf.distribute.get_strategy(),
+      [train.TrainTask("bench", model, classes, dataset, batch)], optimizer,
+      variables, tf.Variable(0, dtype=tf.int64), jit_compile=_JIT.value,
+      fused_batch_norm=_FUSED_BN.value)
   iterators = (iter(dataset),)
+
+  def run(steps):
+    began = time.perf_counter()
+    for _ in range(steps):
+      outputs = train_step(iterators)
+    outputs["bench/count"].numpy()  # Waits for the last step.
+    return time.perf_counter() - began
+
+  return run, info
+
+
+def _serve(regime: str, size: int) -> None:
+  """Worker: build, warm up, then answer `run N` / `quit` on stdin."""
   began = time.perf_counter()
-  for _ in range(warmup_steps):
-    train_step(iterators)["bench/count"].numpy()
-  warmup = time.perf_counter() - began
-  began = time.perf_counter()
-  for _ in range(steps):
-    outputs = train_step(iterators)
-  outputs["bench/count"].numpy()  # Waits for the last step.
-  seconds = time.perf_counter() - began
-  return {"images_per_sec": batch_size * steps / seconds,
-          "seconds_per_step": seconds / steps,
-          "patch_trainable": patches.count_params(task)["patch_trainable"],
-          "warmup_s": warmup}
+  run, info = _build_worker(regime, size)
+  run(_WARMUP.value)
+  info["warmup_s"] = time.perf_counter() - began
+  print("READY " + json.dumps(info), flush=True)
+  for line in sys.stdin:
+    command = line.split()
+    if command[0] == "run":
+      seconds = run(int(command[1]))
+      print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}),
+            flush=True)
+    else:
+      return
+
+
+class _Worker:
+  """A regime's worker process, spoken to over pipes."""
+
+  def __init__(self, regime: str, size: int, argv):
+    """Starts the worker; `wait_ready()` returns once it has warmed up."""
+    flags_out = [a for a in argv[1:] if not a.startswith("--output")]
+    self.regime = regime
+    self.process = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), f"--worker={regime}",
+         f"--worker_image_size={size}"] + flags_out,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    self.info = None
+
+  def wait_ready(self) -> None:
+    for line in self.process.stdout:
+      if line.startswith("READY "):
+        self.info = json.loads(line[len("READY "):])
+        return
+    raise RuntimeError(f"Worker {self.regime} exited with "
+                       f"{self.process.wait()} before it was ready.")
+
+  def run(self, steps: int) -> dict:
+    self.process.stdin.write(f"run {steps}\n")
+    self.process.stdin.flush()
+    return json.loads(self.process.stdout.readline())
+
+  def close(self) -> None:
+    try:
+      self.process.stdin.write("quit\n")
+      self.process.stdin.flush()
+    except BrokenPipeError:
+      pass
+    self.process.wait(timeout=60)
+
+
+def _write_json_atomic(path: str, payload: dict) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2)
+  os.replace(tmp, path)
+
+
+def measure_size(size: int, regimes, argv) -> dict:
+  """Round-robin timing of every regime at one image size."""
+  workers = []
+  try:
+    # Started together: building and tracing are mostly single-threaded.
+    for regime in regimes:
+      workers.append(_Worker(regime, size, argv))
+    for worker in workers:
+      worker.wait_ready()
+    samples = {w.regime: [] for w in workers}
+    peaks = {}
+    for _ in range(_ROUNDS.value):
+      for worker in workers:
+        answer = worker.run(_STEPS.value)
+        samples[worker.regime].append(
+            _BATCH_SIZE.value * _STEPS.value / answer["seconds"])
+        peaks[worker.regime] = answer["peak_rss_mb"]
+  finally:
+    for worker in workers:
+      worker.close()
+  rows = {}
+  for worker in workers:
+    rates = samples[worker.regime]
+    rows[worker.regime] = dict(
+        worker.info, images_per_sec=statistics.median(rates),
+        best_images_per_sec=max(rates), rounds=rates,
+        peak_rss_mb=peaks[worker.regime])
+  reference = rows.get("full", {}).get("images_per_sec")
+  for row in rows.values():
+    row["ratio_to_full"] = row["images_per_sec"] / reference if reference else None
+  return rows
 
 
 def main(argv):
-  del argv
-  sizes = [int(s) for s in _IMAGE_SIZES.value]
-  for spec in _REGIMES.value:
-    patches.PatchSpec.parse(spec)  # Fail before timing anything.
+  if _WORKER.value:
+    _serve(_WORKER.value, _SIZE.value)
+    return
+  unknown = sorted(set(_REGIMES.value) - set(REGIMES))
+  if unknown:
+    raise app.UsageError(f"Unknown regimes {unknown}; valid: {', '.join(REGIMES)}.")
+  load_before = os.getloadavg()
+  began = time.time()
   results = {}
-  for size in sizes:
-    rows = {}
-    for spec in _REGIMES.value:
-      rows[spec] = time_regime(spec, size, _BATCH_SIZE.value, _STEPS.value,
-                               _WARMUP.value, _ALPHA.value, _NUM_CLASSES.value,
-                               _JIT.value)
-      logging.info("%d px %s: %.1f images/sec", size, spec,
-                   rows[spec]["images_per_sec"])
-    reference = rows.get("full", {}).get("images_per_sec")
-    for row in rows.values():
-      row["ratio_to_full"] = (row["images_per_sec"] / reference
-                              if reference else None)
-    results[str(size)] = rows
-
+  for size in (int(s) for s in _IMAGE_SIZES.value):
+    results[str(size)] = measure_size(size, _REGIMES.value, sys.argv)
+    print(f"{size} px done after {time.time() - began:.0f} s", file=sys.stderr)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  import k4p1  # pylint: disable=g-import-not-at-top
   report = {
       "benchmark": "train_step",
+      "command": " ".join(["python", "benchmarks/train_step.py"] + sys.argv[1:]),
+      "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
       "model": f"mobilenet_v2 alpha {_ALPHA.value}",
-      "batch_size": _BATCH_SIZE.value, "steps": _STEPS.value,
-      "warmup_steps": _WARMUP.value, "jit_compile": _JIT.value,
+      "batch_size": _BATCH_SIZE.value, "steps_per_round": _STEPS.value,
+      "rounds": _ROUNDS.value, "warmup_steps": _WARMUP.value,
+      "jit_compile": _JIT.value, "mixed_precision": _MIXED.value,
+      "fused_batch_norm": _FUSED_BN.value,
+      "load_average_before": load_before, "load_average_after": os.getloadavg(),
+      "wall_s": time.time() - began,
       "results": results,
-      "machine": {"platform": platform.platform(),
-                  "processor": platform.processor(), "cpus": os.cpu_count(),
+      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                   "tensorflow": tf.__version__, "keras": keras.__version__,
                   "k4p1": k4p1.__version__},
   }
-  train.write_json_atomic(_OUTPUT.value, report)
-  print("| px | regime | trained params | images/sec | ratio to full |")
-  print("|---|---|---|---|---|")
+  _write_json_atomic(_OUTPUT.value, report)
+  print(f"load average before {load_before[0]:.2f}, after "
+        f"{os.getloadavg()[0]:.2f}; fused_batch_norm={_FUSED_BN.value}")
+  print("| px | regime | trained params | images/sec (median) | best | "
+        "ratio to full | peak RSS MB |")
+  print("|---|---|---|---|---|---|---|")
   for size, rows in results.items():
-    for spec, row in rows.items():
+    for regime, row in rows.items():
       ratio = row["ratio_to_full"]
-      print(f"| {size} | {spec} | {row['patch_trainable']:,} | "
-            f"{row['images_per_sec']:.1f} | "
-            f"{'n/a' if ratio is None else f'{ratio:.2f}'} |")
+      print(f"| {size} | {regime} | {row['patch_trainable']:,} | "
+            f"{row['images_per_sec']:.1f} | {row['best_images_per_sec']:.1f} | "
+            f"{'n/a' if ratio is None else f'{ratio:.2f}'} | "
+            f"{row['peak_rss_mb']:.0f} |")
+    cached = rows.get("logits_cached", {}).get("first_epoch_images_per_sec")
+    if cached:
+      print(f"| {size} | logits_cached first epoch (feature extraction) | | "
+            f"{cached:.1f} | | | |")
   print(f"Wrote {_OUTPUT.value}")
 
 

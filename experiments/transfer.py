@@ -19,6 +19,7 @@ from absl import logging
 from experiments import configs
 from k4p1 import data
 from k4p1 import train
+from k4p1.train import performance
 
 _DEFAULTS = train.TransferConfig()
 
@@ -87,8 +88,15 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
 flags.DEFINE_string("strategy", _DEFAULTS.strategy, "default, one_device, "
                     "mirrored, multi_worker or tpu.")
 flags.DEFINE_string("tpu_address", None, "TPU name or address (--strategy=tpu).")
-flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "Compile the train step "
-                  "with XLA (slower on CPU).")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                  "Compile the train step with XLA; auto: on with a GPU/TPU, "
+                  "off on CPU (where XLA is slower).")
+flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision,
+                  list(performance.MIXED_PRECISION), "Layer compute dtype policy; "
+                  "mixed_float16 adds dynamic loss scaling.")
+flags.DEFINE_bool("cache_features", _DEFAULTS.cache_features, "--patch=logits "
+                  "only: compute the frozen backbone's features once per "
+                  "training image (no augmentation) and train the head on them.")
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
@@ -120,6 +128,8 @@ def build_config(flag_values: flags.FlagValues = FLAGS) -> train.TransferConfig:
       given[second] = None
     elif second in given and first not in given:
       given[first] = None
+  if isinstance(given.get("jit_compile"), str) and given["jit_compile"] != "auto":
+    given["jit_compile"] = given["jit_compile"] == "true"
   config = config.replace(**given)
   config.validate()
   return config

@@ -241,6 +241,8 @@ def test_inception_added_scales_keep_outputs():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(task="a/b", num_classes=2), "Invalid task name"),
+    (dict(task="mnist5k:0-4", num_classes=2), "'mnist5k:0-4' -> 'mnist5k_0-4'"),
+    (dict(task="digits@48", num_classes=2), "Invalid task name"),
     (dict(task="a", num_classes=0), "num_classes=0"),
     (dict(task="a", num_classes=2, bn_stats="moving"), "valid choices: task, frozen"),
     (dict(task="a", num_classes=2, head=keras.layers.Dense(2)), "do not also pass head"),

@@ -56,3 +56,13 @@ def test_tasks_at_other_input_sizes_get_resized_images():
   resized = tf.image.resize(x[[0, 2]], (48, 48))
   np.testing.assert_allclose(routed[[0, 2]], large(resized, training=False).numpy(),
                              atol=1e-5)
+
+
+def test_a_batch_without_some_task_is_served():
+  base = tiny_base()
+  task_models = [patches.apply_patch(base, "scale_bias+logits", task=t, num_classes=2)
+                 for t in ("a", "b", "c")]
+  x = images(4)
+  routed = patches.route_tasks(task_models, tf.constant(x), tf.constant([2, 0, 2, 0])).numpy()
+  np.testing.assert_array_equal(routed[[1, 3]], task_models[0](x[[1, 3]], training=False).numpy())
+  np.testing.assert_array_equal(routed[[0, 2]], task_models[2](x[[0, 2]], training=False).numpy())

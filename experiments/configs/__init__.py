@@ -176,8 +176,10 @@ def make_row_id(row: dict) -> str:
 
   "mobilenet_v2-cifar10-scale_bias+logits-lr0.045"; multi-task rows name
   their tasks ("mobilenet_v2-mt-mnist5k_0-4+mnist5k_5-9-logits-frozen-lr0.045"),
-  multi-resolution rows their sizes ("mobilenet_v2-imagenet2012-res96_128-...").
-  Characters other than letters, digits and "_.+=-" become "_".
+  multi-resolution rows their sizes ("mobilenet_v2-imagenet2012-res96_128-...");
+  the input size, `add_missing_scales` ("gammas") and `bn_stats="frozen"`
+  ("bn_frozen") appear when set. Characters other than letters, digits and
+  "_.+=-" become "_".
   """
   parts = [row.get("model", "mobilenet_v2")]
   if row.get("resolutions"):
@@ -197,5 +199,7 @@ def make_row_id(row: dict) -> str:
     parts.append(row.get("shared", "frozen"))
   if row.get("add_missing_scales"):
     parts.append("gammas")
+  if row.get("bn_stats", "task") != "task":
+    parts.append(f"bn_{row['bn_stats']}")
   parts.append(f"lr{_format_number(row.get('learning_rate', 0.045))}")
   return _ROW_ID_CHARS.sub("_", "-".join(parts))

@@ -77,7 +77,8 @@ def build_dataset(name: str,
                   manual_dir: Optional[os.PathLike] = None,
                   download: bool = True,
                   split_seed: int = 0,
-                  shuffle_buffer: Optional[int] = None):
+                  shuffle_buffer: Optional[int] = None,
+                  input_options: Optional[tf.distribute.InputOptions] = None):
   """Builds the input pipeline of one dataset split.
 
   Args:
@@ -101,6 +102,9 @@ def build_dataset(name: str,
     split_seed: seed of the offline datasets' train/test holdout.
     shuffle_buffer: shuffle buffer size; default: the whole split for offline
       datasets, min(split size, 10,000) for TFDS ones.
+    input_options: with a strategy, its `tf.distribute.InputOptions`, e.g.
+      `experimental_fetch_to_device=True` to prefetch each replica's batches
+      to its device (`k4p1.train.performance.input_options`).
 
   Returns:
     A `tf.data.Dataset` of (images float32 [B, S, S, 3], labels int32 [B]), or a
@@ -162,4 +166,5 @@ def build_dataset(name: str,
 
   if strategy is None:
     return dataset_fn()
-  return strategy.distribute_datasets_from_function(dataset_fn)
+  return strategy.distribute_datasets_from_function(dataset_fn,
+                                                    options=input_options)

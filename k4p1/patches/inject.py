@@ -26,7 +26,8 @@ from k4p1.patches import spec as spec_lib
 
 BN_STATS = ("task", "frozen")
 HEAD_KEY = "logits"  # Key of a task's own head in patch files.
-_TASK_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]+$")
+# TensorFlow name scopes (which layer names become) reject other characters.
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 @dataclasses.dataclass
@@ -154,8 +155,9 @@ def _copy_weights(source, target) -> None:
 
 def _validate(task, num_classes, head, spec, bn_stats):
   if not isinstance(task, str) or not _TASK_NAME.match(task):
-    raise ValueError(f"Invalid task name {task!r}: use letters, digits and "
-                     "'_.@:-' (Keras layer names cannot contain '/').")
+    raise ValueError(f"Invalid task name {task!r}: start with a letter or digit, "
+                     "then use letters, digits and '_.-' (TensorFlow name scopes "
+                     "reject other characters, e.g. 'mnist5k:0-4' -> 'mnist5k_0-4').")
   if bn_stats not in BN_STATS:
     raise ValueError(f"bn_stats={bn_stats!r} is invalid; valid choices: "
                      f"{', '.join(BN_STATS)}.")

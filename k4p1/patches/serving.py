@@ -53,9 +53,15 @@ def route_tasks(task_models, images, task_ids):
     size = _input_size(model)
     if None not in size and tuple(images.shape[1:3]) != size:
       group = tf.image.resize(group, size)
-    logits = model(group, training=False)
-    pad = max_classes - int(logits.shape[-1])
-    outputs.append(tf.pad(logits, [[0, 0], [0, pad]], constant_values=PAD_LOGIT))
+    classes = inject.patch_info(model).num_classes
+    # A batch may hold no example of a task; Keras convolutions fail on empty
+    # batches on CPU, so the model only runs on a non-empty group.
+    logits = tf.cond(
+        tf.shape(group)[0] > 0,
+        lambda m=model, g=group: m(g, training=False),
+        lambda: tf.zeros([0, classes], tf.float32))
+    outputs.append(tf.pad(logits, [[0, 0], [0, max_classes - classes]],
+                          constant_values=PAD_LOGIT))
   return tf.dynamic_stitch(positions, outputs)
 
 

@@ -34,8 +34,8 @@ PATCH_ORDER = tuple(collect.patch_kinds(spec) for spec in (
 
 # Config keys whose differences change a result; runs differing in one of them
 # never share a cell. Seeds and paths are deliberately absent (averaged / ignored).
-SETTING_KEYS = ("weights", "bn_stats", "add_missing_scales", "alpha", "train_shared",
-                "sampler", "optimizer", "batch_size", "epochs", "train_steps",
+SETTING_KEYS = ("weights", "bn_stats", "add_missing_scales", "alpha", "shared",
+                "task_sampling", "optimizer", "batch_size", "epochs", "train_steps",
                 "label_smoothing", "weight_decay")
 # The paper's dataset order (PAPER.md, "Experimental setup"), then the offline ones.
 DATASET_ORDER = ("imagenet2012", "cifar10", "cifar100", "cars196", "fgvc_aircraft",

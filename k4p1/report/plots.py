@@ -39,7 +39,8 @@ def plot_accuracy_vs_params(grid: grids_lib.Grid) -> figure_lib.Figure:
   """Accuracy vs trained parameters (log x) of a transfer grid.
 
   One solid line per dataset through its patch kinds (sorted by trained
-  parameters); the marker says the patch kind. The paper's numbers, where
+  parameters; rows with other settings, e.g. bn_stats=frozen, get their own
+  dotted line); the marker says the patch kind. The paper's numbers, where
   available, are hollow markers on a dashed line at our runs' parameter counts.
 
   Args:
@@ -60,7 +61,11 @@ def plot_accuracy_vs_params(grid: grids_lib.Grid) -> figure_lib.Figure:
                     for (row, col), cell in grid.cells.items() if col == column)
     if not points:
       continue
-    ax.plot([p[0] for p in points], [p[1] for p in points], "-", color=color, linewidth=1.5)
+    # One line per setting group (e.g. bn_stats=task vs frozen): joining rows
+    # with different settings would zig-zag between unrelated points.
+    for settings, dash in zip(sorted({p[2].settings for p in points}), ("-", ":", "-.")):
+      group = [p for p in points if p[2].settings == settings]
+      ax.plot([p[0] for p in group], [p[1] for p in group], dash, color=color, linewidth=1.5)
     for x, y, row, _ in points:
       ax.scatter([x], [y], marker=markers[row], s=70, color=color, zorder=3)
       used_rows.add(row)

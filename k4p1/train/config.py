@@ -13,11 +13,13 @@ import os
 from typing import Any, Mapping, Optional
 
 from k4p1.train import optimizers
+from k4p1.train import performance
 from k4p1.train import strategy as strategy_lib
 
 OPTIMIZERS = optimizers.OPTIMIZERS
 STRATEGIES = strategy_lib.STRATEGIES
 BN_STATS = ("task", "frozen")
+MIXED_PRECISION = performance.MIXED_PRECISION
 # Epochs trained when neither `train_steps` nor `train_epochs` is set. The
 # paper does not state its fine-tuning length; see BUILD_NOTES.md.
 DEFAULT_TRAIN_EPOCHS = 30.0
@@ -73,7 +75,17 @@ class TransferConfig:
     seed: seed of initialisation, shuffling and augmentation.
     strategy: one of `STRATEGIES`.
     tpu_address: TPU name or address (strategy "tpu").
-    jit_compile: compile the train step with XLA (off: on CPU it is slower).
+    jit_compile: compile the train step with XLA: "auto" (on with a GPU or
+      TPU, off on CPU, where XLA is slower), True or False. `resolved()`
+      turns "auto" into a bool.
+    mixed_precision: "none", "mixed_float16" (with dynamic loss scaling) or
+      "mixed_bfloat16": layers compute in half precision, variables and the
+      loss stay float32.
+    cache_features: `logits` patches only: compute the frozen backbone's
+      pooled features of each training image once and train the head on them
+      (valid because nothing before the head trains; the cached images are
+      preprocessed without augmentation, so this changes the data the head
+      sees when the dataset augments). See `k4p1.train.features_cache`.
   """
   workdir: str = ""
   model: str = "mobilenet_v2"
@@ -108,7 +120,9 @@ class TransferConfig:
   seed: int = 0
   strategy: str = "default"
   tpu_address: Optional[str] = None
-  jit_compile: bool = False
+  jit_compile: Any = "auto"
+  mixed_precision: str = "none"
+  cache_features: bool = False
 
   @classmethod
   def field_names(cls) -> tuple:
@@ -159,6 +173,8 @@ class TransferConfig:
       config = config.replace(epsilon=1.0 if config.optimizer == "rmsprop" else 1e-7)
     if config.train_steps is None and config.train_epochs is None:
       config = config.replace(train_epochs=DEFAULT_TRAIN_EPOCHS)
+    config = config.replace(
+        jit_compile=performance.resolve_jit_compile(config.jit_compile))
     return config
 
   def validate(self) -> None:
@@ -217,6 +233,11 @@ class TransferConfig:
     _check_int("summary_every", self.summary_every, minimum=1)
     if not self.log_every_secs > 0:
       raise ValueError(f"log_every_secs must be > 0, got {self.log_every_secs!r}.")
+    performance.resolve_jit_compile(self.jit_compile)  # Raises with choices.
+    _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+    if self.cache_features and str(patches.PatchSpec.parse(self.patch)) != "logits":
+      raise ValueError(f"cache_features needs patch 'logits' (only the head "
+                       f"trains), not {self.patch!r}.")
     if self.tpu_address and self.strategy != "tpu":
       raise ValueError(f"tpu_address={self.tpu_address!r} needs strategy "
                        f"'tpu', not {self.strategy!r}.")

@@ -20,8 +20,10 @@ Semantics kept exactly (tests/test_perf_equivalence.py compares to Keras):
   batch mean and the *biased* batch variance; update the moving statistics
   with `momentum` from the biased variance (`FusedBatchNormV3` returns the
   Bessel-corrected one: it is scaled back by (n - 1) / n);
-- inference mode: Keras' own computation (`tf.nn.batch_normalization`, one
-  Mul and one Add over the tensor; its input gradient is one Mul);
+- inference mode (`training=False`, or a frozen layer): normalise with the
+  moving statistics, also with `FusedBatchNormV3` (`is_training=False`):
+  where no gradient flows through it (e.g. the frozen backbone of a `logits`
+  patch), grappler fuses it with the convolution before it (`_FusedConv2D`);
 - inputs of any float dtype are normalised in float32 and cast back to the
   layer's compute dtype, as Keras does.
 Layers the fused op cannot express (masks, renorm, synchronized BN, a channel
@@ -30,7 +32,6 @@ Keras' `call`.
 """
 
 import contextlib
-import os
 import threading
 
 import keras
@@ -50,39 +51,37 @@ def can_fuse(layer: keras.layers.BatchNormalization, inputs, mask=None) -> bool:
           layer.epsilon >= _MIN_EPSILON and inputs.shape[-1] is not None)
 
 
-def fused_call(layer, inputs, training=None, mask=None):
-  """`BatchNormalization.call` computed with `FusedBatchNormV3` in training."""
-  if not can_fuse(layer, inputs, mask):
-    return _ORIGINAL_CALL(layer, inputs, training=training, mask=mask)
-  if not (training and layer.trainable):
-    if os.environ.get("FBN_INF") != "1":
-      return _ORIGINAL_CALL(layer, inputs, training=training, mask=mask)
-    x = tf.cast(inputs, tf.float32)
-    channels = x.shape[-1]
-    gamma = (tf.cast(layer.gamma, tf.float32) if layer.scale
-             else tf.ones([channels], tf.float32))
-    beta = (tf.cast(layer.beta, tf.float32) if layer.center
-            else tf.zeros([channels], tf.float32))
-    outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        x, gamma, beta, mean=tf.cast(layer.moving_mean, tf.float32),
-        variance=tf.cast(layer.moving_variance, tf.float32),
-        epsilon=layer.epsilon, data_format="NHWC", is_training=False)
-    return tf.cast(outputs, layer.compute_dtype)
-  x = tf.cast(inputs, tf.float32)
-  channels = x.shape[-1]
+def _affine(layer, channels):
   gamma = (tf.cast(layer.gamma, tf.float32) if layer.scale
            else tf.ones([channels], tf.float32))
   beta = (tf.cast(layer.beta, tf.float32) if layer.center
           else tf.zeros([channels], tf.float32))
+  return gamma, beta
+
+
+def fused_call(layer, inputs, training=None, mask=None):
+  """`BatchNormalization.call` computed with one `FusedBatchNormV3` op."""
+  if not can_fuse(layer, inputs, mask):
+    return _ORIGINAL_CALL(layer, inputs, training=training, mask=mask)
+  x = tf.cast(inputs, tf.float32)  # As Keras: statistics in float32.
+  gamma, beta = _affine(layer, x.shape[-1])
+  moving_mean = tf.cast(layer.moving_mean, tf.float32)
+  moving_variance = tf.cast(layer.moving_variance, tf.float32)
+  if not (training and layer.trainable):
+    # Inference mode. Unlike Keras' Mul + Add, grappler's remapper can fuse
+    # this op into the preceding convolution when no gradient flows through.
+    outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        x, gamma, beta, mean=moving_mean, variance=moving_variance,
+        epsilon=layer.epsilon, data_format="NHWC", is_training=False)
+    return tf.cast(outputs, layer.compute_dtype)
   outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
       x, gamma, beta, epsilon=layer.epsilon, data_format="NHWC",
       is_training=True)
   shape = tf.shape(x)
   count = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
+  # Keras updates the moving variance with the biased batch variance.
   variance = unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
   momentum = layer.momentum
-  moving_mean = tf.cast(layer.moving_mean, tf.float32)
-  moving_variance = tf.cast(layer.moving_variance, tf.float32)
   layer.moving_mean.assign(moving_mean * momentum + mean * (1.0 - momentum))
   layer.moving_variance.assign(
       moving_variance * momentum + variance * (1.0 - momentum))

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from k4p1.train import fused_batch_norm as fused_batch_norm_lib
 from k4p1.train import optimizers as optimizers_lib
+from k4p1.train import performance
 
 
 @dataclasses.dataclass
@@ -81,7 +82,7 @@ def make_train_step(strategy: tf.distribute.Strategy,
                     step: tf.Variable,
                     label_smoothing: float = 0.1,
                     weight_decay: float = 4e-5,
-                    jit_compile: bool = False,
+                    jit_compile=False,
                     fused_batch_norm: bool = True) -> Callable:
   """Builds the distributed training step.
 
@@ -93,7 +94,8 @@ def make_train_step(strategy: tf.distribute.Strategy,
     step: int64 step counter, incremented by every call.
     label_smoothing: label smoothing of the cross-entropy.
     weight_decay: L2 coefficient on the kernels among `variables`.
-    jit_compile: compile each replica's step with XLA.
+    jit_compile: compile each replica's step with XLA: True, False or
+      "auto" (on with a GPU/TPU, off on CPU).
     fused_batch_norm: compute training-mode BatchNormalization with fused ops
       (`k4p1.train.fused_batch_norm`; same results, much faster on CPU).
 
@@ -106,29 +108,45 @@ def make_train_step(strategy: tf.distribute.Strategy,
   variables = list(variables)
   replicas = strategy.num_replicas_in_sync
   watched = [_backing_variable(v) for v in variables]
+  loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+  jit_compile = performance.resolve_jit_compile(jit_compile)
 
   def replica_step(batches):
     stats = {}
-    # Keras 3 leaves the tf.Variables of frozen layers trainable, so a default
-    # tape would record every weight the models read; record only `variables`.
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(watched)
-      objective = tf.constant(0.0)
-      for task, (images, labels) in zip(tasks, batches):
+    summed = [None] * len(watched)
+    previous = []
+    penalty = tf.constant(0.0)
+    for index, (task, (images, labels)) in enumerate(zip(tasks, batches)):
+      # Task k+1 starts once task k's gradients exist, so only one task's
+      # activations are alive at a time (K tasks cost ~1 task's memory).
+      with tf.control_dependencies(previous):
+        images = tf.identity(images)
+      # Keras 3 leaves the tf.Variables of frozen layers trainable, so a
+      # default tape would record every weight the model reads; record only
+      # the trained ones.
+      with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(watched)
         logits = task.model(images, training=True)
         losses = cross_entropy(labels, logits, task.num_classes, label_smoothing)
         loss_sum = tf.reduce_sum(losses)
-        objective += loss_sum / task.global_batch_size
-        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        hits = tf.equal(predictions, tf.cast(labels, tf.int32))
-        stats[f"{task.name}/loss_sum"] = loss_sum
-        stats[f"{task.name}/correct"] = tf.reduce_sum(tf.cast(hits, tf.float32))
-        stats[f"{task.name}/count"] = tf.cast(tf.size(labels), tf.float32)
-      penalty = optimizers_lib.weight_decay_loss(variables, weight_decay) / replicas
-      objective += penalty
-    gradients = tape.gradient(objective, variables)
+        objective = loss_sum / task.global_batch_size
+        if index == 0:
+          penalty = (optimizers_lib.weight_decay_loss(variables, weight_decay)
+                     / replicas)
+          objective += penalty
+        if loss_scaled:  # mixed_float16: small gradients would underflow.
+          objective = optimizer.scale_loss(objective)
+      gradients = tape.gradient(objective, watched)
+      summed = [g if s is None else s if g is None else s + g
+                for s, g in zip(summed, gradients)]
+      previous = [g for g in gradients if g is not None]
+      predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+      hits = tf.equal(predictions, tf.cast(labels, tf.int32))
+      stats[f"{task.name}/loss_sum"] = loss_sum
+      stats[f"{task.name}/correct"] = tf.reduce_sum(tf.cast(hits, tf.float32))
+      stats[f"{task.name}/count"] = tf.cast(tf.size(labels), tf.float32)
     optimizer.apply_gradients(
-        [(g, v) for g, v in zip(gradients, variables) if g is not None])
+        [(g, v) for g, v in zip(summed, variables) if g is not None])
     stats["weight_decay"] = penalty
     return stats
 

@@ -96,6 +96,11 @@ class MultitaskConfig(config_lib.TransferConfig):
       return "multires"
     return "sequential" if self.sequential else "multitask"
 
+  def to_dict(self) -> dict:
+    """The fields as JSON would give them back (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}
+
   def validate(self) -> None:
     """Checks every field before anything is built.
 
@@ -104,6 +109,11 @@ class MultitaskConfig(config_lib.TransferConfig):
     """
     from k4p1 import data  # pylint: disable=g-import-not-at-top
     from k4p1 import patches  # pylint: disable=g-import-not-at-top
+    for field, off in (("cache_features", False), ("mixed_precision", "none")):
+      # TransferConfig options the multi-task runner does not implement (yet).
+      if getattr(self, field, off) != off:
+        raise ValueError(f"{field}={getattr(self, field)!r} is not supported by "
+                         f"multi-task runs; use {off!r}.")
     config_lib._check_choice("shared", self.shared, SHARED)  # pylint: disable=protected-access
     config_lib._check_choice("task_sampling", self.task_sampling, TASK_SAMPLING)  # pylint: disable=protected-access
     tasks, resolutions = tuple(self.tasks or ()), tuple(self.resolutions or ())
@@ -161,25 +171,25 @@ class MultitaskConfig(config_lib.TransferConfig):
                        "read as '_'): pass task_names=.")
 
   def resolved(self) -> "MultitaskConfig":
-    """Validates, then fills task names, sizes, epsilon and the training length.
+    """Validates, then fills task names, sizes and the defaults of training fields.
+
+    Training fields (epsilon, training length, ...) are resolved by
+    `TransferConfig.resolved` on this config, with the per-task fields then
+    set back: one place decides those defaults for every runner.
 
     Raises:
       ValueError: see `validate`.
     """
     self.validate()
-    from k4p1 import patches  # pylint: disable=g-import-not-at-top
     plans = self._plans()
-    config = self.replace(
-        weights=config_lib.normalize_weights(self.weights),
-        patch=str(patches.PatchSpec.parse(self.patch)),
+    view = self.replace(dataset=self.dataset if self.resolutions else self.tasks[0],
+                        task=None)
+    config = config_lib.TransferConfig.resolved(view)  # Validates again: cheap.
+    config = config.replace(
         tasks=tuple(self.tasks or ()), resolutions=tuple(self.resolutions or ()),
         task_names=tuple(p.name for p in plans),
-        image_sizes=tuple(p.image_size for p in plans),
+        image_sizes=tuple(p.image_size for p in plans), image_size=self.image_size,
         dataset=self.dataset if self.resolutions else None, task=None)
-    if config.epsilon is None:
-      config = config.replace(epsilon=1.0 if config.optimizer == "rmsprop" else 1e-7)
-    if config.train_steps is None and config.train_epochs is None:
-      config = config.replace(train_epochs=config_lib.DEFAULT_TRAIN_EPOCHS)
     if config.export_image_size is None:
       config = config.replace(export_image_size=max(config.image_sizes))
     return config

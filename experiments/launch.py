@@ -1,0 +1,218 @@
+r"""Runs the rows of a table config into one results directory.
+
+  python -m experiments.launch --config=paper_transfer_mobilenet_v2 \
+      --results_dir=runs/table1 [--row=3] [--list] [--dry_run] \
+      [--data_dir=... --weights=... --train_steps=...]
+
+Each row of the config's `get_rows()` runs as its own process,
+`python -m experiments.<entry> --config=<config>@<row_id>
+--workdir=<results_dir>/<row_id> <extra flags>`, so that rows share no
+TensorFlow state and a failed row does not stop the others. Flags the
+launcher does not know (after its own) are passed to every row and override
+the config. Rows whose workdir already has results.json are skipped, so a
+rerun continues where the last one stopped; `--row=N` (an index or a row id)
+runs one row, e.g. as one task of a cluster job array. Each row's output goes
+to the terminal and to `<results_dir>/logs/<row_id>.log`; its command, exit
+code and wall time to `<results_dir>/logs/<row_id>.json`. Afterwards:
+`python -m experiments.make_tables --results_dir=<results_dir>`.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+from experiments import configs
+
+# The launcher's own flags live apart from absl's global FLAGS: the entry
+# points define flags of the same names (--config) and a process (a test) may
+# import both. Flags not defined here are passed through to the rows.
+LAUNCH_FLAGS = flags.FlagValues()
+flags.DEFINE_string("config", None, "Table config from experiments/configs/ "
+                    "(one that defines get_rows()); required.",
+                    flag_values=LAUNCH_FLAGS)
+flags.DEFINE_string("results_dir", None, "Directory for the rows' workdirs "
+                    "(<results_dir>/<row_id>) and logs.", flag_values=LAUNCH_FLAGS)
+flags.DEFINE_string("row", None, "Run only this row: an index (as --list "
+                    "prints) or a row id. Default: every row, in order.",
+                    flag_values=LAUNCH_FLAGS)
+flags.DEFINE_bool("list", False, "Print the rows (index, id, entry, status) "
+                  "and exit.", flag_values=LAUNCH_FLAGS)
+flags.DEFINE_bool("dry_run", False, "Print each row's command; run nothing.",
+                  flag_values=LAUNCH_FLAGS)
+flags.DEFINE_string("python", sys.executable, "Python interpreter of the rows.",
+                    flag_values=LAUNCH_FLAGS)
+
+FLAGS = LAUNCH_FLAGS
+RESULTS_FILE = "results.json"
+LOG_DIR = "logs"
+
+
+def row_command(config: str, row: dict, results_dir: str, extra_flags,
+                python: str = "python") -> list:
+  """The argv that runs `row` of table `config` into its workdir."""
+  return [python, "-m", configs.ENTRY_POINTS[row["entry"]],
+          f"--config={config}{configs.ROW_SEPARATOR}{row['row_id']}",
+          f"--workdir={os.path.join(results_dir, row['row_id'])}",
+          *extra_flags]
+
+
+def row_status(row: dict, results_dir) -> str:
+  """"done" (results.json written), "started" (workdir exists) or "pending"."""
+  if not results_dir:
+    return "pending"
+  workdir = os.path.join(results_dir, row["row_id"])
+  if os.path.exists(os.path.join(workdir, RESULTS_FILE)):
+    return "done"
+  return "started" if os.path.isdir(workdir) else "pending"
+
+
+def given_flag_names(extra_flags) -> set:
+  """Names of the `--name=value` / `--name` / `--noname` flags in `extra_flags`."""
+  names = set()
+  for arg in extra_flags:
+    if arg.startswith("--"):
+      name = arg[2:].split("=", 1)[0]
+      names.add(name)
+      if name.startswith("no"):
+        names.add(name[2:])
+  return names
+
+
+def check_required(config: str, rows, extra_flags) -> None:
+  """Raises ValueError if a row still holds a `configs.required` placeholder."""
+  given = given_flag_names(extra_flags)
+  missing = sorted({key for row in rows for key, value in row.items()
+                    if configs.is_required_placeholder(value) and key not in given})
+  if missing:
+    hints = sorted({row[key] for row in rows for key in missing
+                    if configs.is_required_placeholder(row.get(key))})
+    raise ValueError(f"Config {config!r} needs {', '.join('--' + m for m in missing)} "
+                     f"({'; '.join(h.split('pass ', 1)[1] for h in hints)}).")
+
+
+def _write_json_atomic(path: str, payload) -> None:
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def run_row(command, log_path: str) -> int:
+  """Runs `command`, copying its output to stdout and `log_path`; its exit code."""
+  with open(log_path, "a", encoding="utf-8") as log:
+    log.write(f"$ {shlex.join(command)}\n")
+    log.flush()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+    for line in process.stdout:
+      sys.stdout.write(line)
+      log.write(line)
+    return process.wait()
+
+
+def launch(config: str, results_dir: str, rows, extra_flags, python: str,
+           dry_run: bool = False) -> dict:
+  """Runs `rows` in order, skipping finished ones.
+
+  Returns:
+    {row_id: "done" (skipped), "ok", "failed (exit N)" or "dry run"}.
+  """
+  outcome = {}
+  log_dir = os.path.join(results_dir, LOG_DIR)
+  for row in rows:
+    row_id = row["row_id"]
+    command = row_command(config, row, results_dir, extra_flags, python)
+    if row_status(row, results_dir) == "done":
+      print(f"[launch] {row_id}: done already, skipped.", flush=True)
+      outcome[row_id] = "done"
+      continue
+    if dry_run:
+      print(shlex.join(command), flush=True)
+      outcome[row_id] = "dry run"
+      continue
+    os.makedirs(log_dir, exist_ok=True)
+    print(f"[launch] {row_id}: {shlex.join(command)}", flush=True)
+    began = time.time()
+    code = run_row(command, os.path.join(log_dir, f"{row_id}.log"))
+    wall = time.time() - began
+    _write_json_atomic(os.path.join(log_dir, f"{row_id}.json"), {
+        "row_id": row_id, "config": config, "entry": row["entry"],
+        "command": shlex.join(command), "returncode": code, "wall_s": wall,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    outcome[row_id] = "ok" if code == 0 else f"failed (exit {code})"
+    print(f"[launch] {row_id}: {outcome[row_id]} in {wall:.0f} s.", flush=True)
+  return outcome
+
+
+def _fatal(error: Exception) -> None:
+  """Exits with a one-line error (the message names the valid choices)."""
+  print(f"FATAL {error}", file=sys.stderr)
+  sys.exit(1)
+
+
+def main(argv):
+  extra_flags = argv[1:]
+  bad = [a for a in extra_flags if not a.startswith("-")]
+  if bad:
+    _fatal(ValueError(f"Unexpected arguments {bad}: extra arguments must be "
+                      "flags (--name=value) for the rows."))
+  for own in ("workdir", "config"):
+    if own in given_flag_names(extra_flags):
+      _fatal(ValueError(f"--{own} is set by the launcher for every row."))
+  if not FLAGS.config:
+    _fatal(ValueError("--config is required: a table config, one of "
+                      f"{', '.join(n for n in configs.available() if configs.is_table(n))}."))
+  try:
+    rows = configs.load_rows(FLAGS.config)
+    if FLAGS.row is not None:
+      rows = [configs.select_row(rows, FLAGS.row, FLAGS.config)]
+  except ValueError as e:
+    _fatal(e)
+  if FLAGS.list:
+    all_rows = configs.load_rows(FLAGS.config)
+    for index, row in enumerate(all_rows):
+      if row in rows:
+        print(f"{index:3d}  {row['row_id']}  [{row['entry']}]  "
+              f"{row_status(row, FLAGS.results_dir)}")
+    return
+  if not FLAGS.results_dir:
+    _fatal(ValueError("--results_dir is required (except with --list)."))
+  try:
+    check_required(FLAGS.config, rows, extra_flags)
+  except ValueError as e:
+    _fatal(e)
+  began = time.time()
+  outcome = launch(FLAGS.config, FLAGS.results_dir, rows, extra_flags,
+                   FLAGS.python, dry_run=FLAGS.dry_run)
+  failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
+  print(f"[launch] {len(outcome)} row(s) of {FLAGS.config} in "
+        f"{time.time() - began:.0f} s: "
+        f"{sum(v == 'ok' for v in outcome.values())} run, "
+        f"{sum(v == 'done' for v in outcome.values())} already done, "
+        f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}.",
+        flush=True)
+  if failed:
+    sys.exit(1)
+
+
+def parse_known_flags(argv):
+  """Parses the launcher's and absl's flags; leaves the others for the rows."""
+  if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
+    print(__doc__ + "\nflags:\n" + LAUNCH_FLAGS.main_module_help())
+    sys.exit(0)
+  return flags.FLAGS(LAUNCH_FLAGS(argv, known_only=True), known_only=True)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_known_flags)

@@ -1,0 +1,81 @@
+"""Speed settings of a run: XLA, mixed precision, device prefetch.
+
+```python
+jit = performance.resolve_jit_compile("auto")          # False on a CPU-only host
+performance.set_mixed_precision("mixed_float16")        # before building models
+optimizer = performance.wrap_optimizer(optimizer, "mixed_float16")  # loss scaling
+```
+"""
+
+import keras
+import tensorflow as tf
+
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+JIT_COMPILE = ("auto", True, False)
+
+
+def has_accelerator() -> bool:
+  """Whether TensorFlow sees a GPU or TPU."""
+  return any(d.device_type in ("GPU", "TPU")
+             for d in tf.config.list_logical_devices())
+
+
+def resolve_jit_compile(jit_compile) -> bool:
+  """`"auto"` -> on with a GPU/TPU, off on CPU (XLA is slower there); else bool.
+
+  Raises:
+    ValueError: not "auto", True, False (or "true"/"false").
+  """
+  if isinstance(jit_compile, str):
+    value = jit_compile.strip().lower()
+    if value == "auto":
+      return has_accelerator()
+    if value in ("true", "false"):
+      return value == "true"
+  elif isinstance(jit_compile, bool):
+    return jit_compile
+  raise ValueError(f"jit_compile={jit_compile!r} is invalid; valid choices: "
+                   "auto, true, false.")
+
+
+def check_mixed_precision(policy: str) -> None:
+  if policy not in MIXED_PRECISION:
+    raise ValueError(f"Unknown mixed_precision {policy!r}; valid choices: "
+                     f"{', '.join(MIXED_PRECISION)}.")
+
+
+def set_mixed_precision(policy: str) -> str:
+  """Sets Keras' global dtype policy ("none": float32); returns the previous.
+
+  Call before building the models. Variables stay float32; layers compute in
+  float16/bfloat16; BatchNormalization normalises in float32 and the training
+  step casts logits to float32 before the loss.
+  """
+  check_mixed_precision(policy)
+  previous = keras.config.dtype_policy().name
+  keras.config.set_dtype_policy("float32" if policy == "none" else policy)
+  return previous
+
+
+def wrap_optimizer(optimizer: keras.optimizers.Optimizer,
+                   policy: str) -> keras.optimizers.Optimizer:
+  """Adds dynamic loss scaling for "mixed_float16" (float16 gradients underflow).
+
+  `make_train_step` scales the loss of a `LossScaleOptimizer`; the optimizer
+  unscales the gradients and skips steps whose gradients are not finite.
+  bfloat16 has float32's exponent range and needs no loss scaling.
+  """
+  check_mixed_precision(policy)
+  if policy == "mixed_float16" and not isinstance(
+      optimizer, keras.optimizers.LossScaleOptimizer):
+    return keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
+
+
+def input_options(strategy: tf.distribute.Strategy,
+                  prefetch_to_device: bool = True) -> tf.distribute.InputOptions:
+  """Input options that prefetch each replica's batches to its device."""
+  del strategy  # The same options work for every strategy.
+  return tf.distribute.InputOptions(
+      experimental_fetch_to_device=prefetch_to_device,
+      experimental_per_replica_buffer_size=2 if prefetch_to_device else 1)

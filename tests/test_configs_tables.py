@@ -1,0 +1,144 @@
+"""Table configs (`get_rows()`): the paper's settings, row ids and `name@row` loading."""
+
+import re
+
+import pytest
+
+from experiments import configs
+from k4p1 import patches
+from k4p1 import train
+
+TABLES = ("paper_transfer_mobilenet_v2", "paper_transfer_inception_v3",
+          "paper_lr_sweep", "paper_multitask", "paper_multires",
+          "ssd_to_imagenet", "cpu_scale")
+PAPER_DATASETS = {"cifar10", "cifar100", "cars196", "fgvc_aircraft",
+                  "oxford_flowers102", "places365_small"}
+
+
+def config_for(row, workdir):
+  """The runner config a row becomes (placeholders replaced as by a flag)."""
+  values = {k: v for k, v in row.items() if k not in configs.LAUNCH_KEYS}
+  for key, value in values.items():
+    if configs.is_required_placeholder(value):
+      values[key] = None  # What e.g. --weights=none gives.
+  cls = train.MultitaskConfig if row["entry"] == "multitask" else train.TransferConfig
+  return cls.from_dict({**values, "workdir": str(workdir)})
+
+
+def test_every_table_is_listed_and_has_rows():
+  assert set(TABLES) <= set(configs.available())
+  for name in TABLES:
+    assert configs.is_table(name)
+    assert configs.load_rows(name)
+  assert not configs.is_table("tiny_cpu")
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_every_row_is_a_valid_config_of_its_entry(name, tmp_path):
+  rows = configs.load_rows(name)
+  ids = [row["row_id"] for row in rows]
+  assert len(set(ids)) == len(ids)
+  for row in rows:
+    assert re.fullmatch(r"[A-Za-z0-9_.+=-]+", row["row_id"]), row["row_id"]
+    assert row["entry"] in configs.ENTRY_POINTS
+    config_for(row, tmp_path).validate()  # Raises on any bad field.
+
+
+def test_paper_transfer_tables_have_the_papers_grid():
+  mobilenet = configs.load_rows("paper_transfer_mobilenet_v2")
+  cells = {(r["dataset"], str(patches.PatchSpec.parse(r["patch"]))) for r in mobilenet}
+  kinds = {"logits", "scale_bias+logits", "depthwise+logits",
+           "scale_bias+depthwise+logits", "full"}
+  assert cells == {(d, str(patches.PatchSpec.parse(k)))
+                   for d in PAPER_DATASETS for k in kinds}
+  assert len(mobilenet) == 30
+  inception = configs.load_rows("paper_transfer_inception_v3")
+  assert len(inception) == 18
+  assert {r["dataset"] for r in inception} == PAPER_DATASETS
+  # No depthwise layers in InceptionV3; its S/B patch is beta-only.
+  assert not any("depthwise" in r["patch"] for r in inception)
+  assert all(r["add_missing_scales"] is False for r in inception)
+  for rows, size in ((mobilenet, 224), (inception, 299)):
+    for row in rows:
+      expected = 256 if row["dataset"] == "places365_small" else size
+      assert row["image_size"] == expected
+      assert row["learning_rate"] == 0.045 and row["weights"] == "imagenet"
+      assert row["entry"] == "transfer"
+
+
+def test_lr_sweep_brackets_the_papers_rate_for_three_patches():
+  rows = configs.load_rows("paper_lr_sweep")
+  by_patch = {}
+  for row in rows:
+    by_patch.setdefault((row["dataset"], row["patch"]), set()).add(row["learning_rate"])
+  assert {p for _, p in by_patch} == {"logits", "scale_bias+logits", "full"}
+  for lrs in by_patch.values():
+    assert 0.045 in lrs
+    assert sum(lr < 0.045 for lr in lrs) >= 2 and sum(lr > 0.045 for lr in lrs) >= 2
+
+
+def test_multitask_and_multires_rows_use_the_multitask_entry():
+  multitask = configs.load_rows("paper_multitask")
+  assert all(r["entry"] == "multitask" and len(r["tasks"]) >= 2 for r in multitask)
+  assert {r["shared"] for r in multitask} == {"frozen", "trained"}
+  multires = configs.load_rows("paper_multires")
+  for row in multires:
+    config = config_for(row, "/tmp/unused").resolved()
+    assert config.experiment == "multires" and len(config.resolutions) >= 3
+
+
+def test_ssd_config_needs_weights_and_has_the_baselines(tmp_path):
+  rows = configs.load_rows("ssd_to_imagenet")
+  assert {r["patch"] for r in rows} >= {"logits", "scale_bias+logits", "full"}
+  assert all(r["dataset"] == "imagenet2012" and r["image_size"] == 224 for r in rows)
+  assert configs.required_flags("ssd_to_imagenet") == ("weights",)
+  # Run without --weights, the placeholder stops the run at validation.
+  config = train.TransferConfig.from_dict(
+      {**configs.load_overrides("ssd_to_imagenet"), "workdir": str(tmp_path)})
+  with pytest.raises(ValueError, match="--weights=ssd_tf1:"):
+    config.validate()
+
+
+def test_cpu_scale_covers_every_patch_the_sweep_and_a_multitask_run():
+  rows = configs.load_rows("cpu_scale")
+  transfer = [r for r in rows if r["entry"] == "transfer" and r["dataset"] == "mnist5k"]
+  at_paper_lr = {str(patches.PatchSpec.parse(r["patch"])) for r in transfer
+                 if r["learning_rate"] == 0.045}
+  assert {str(patches.PatchSpec.parse(k)) for k in (
+      "logits", "scale_bias+logits", "depthwise+logits",
+      "scale_bias+depthwise+logits", "full")} <= at_paper_lr
+  for spec in ("logits", "scale_bias+logits", "full"):
+    assert len({r["learning_rate"] for r in transfer if r["patch"] == spec}) >= 4
+  multitask = [r for r in rows if r["entry"] == "multitask"]
+  assert multitask and all(2 <= len(r["tasks"]) <= 3 for r in multitask)
+  # Each multi-task task also runs alone with the same patch: the baseline.
+  for row in multitask:
+    for task in row["tasks"]:
+      assert any(r["entry"] == "transfer" and r["dataset"] == task
+                 and r["patch"] == row["patch"] for r in rows)
+
+
+def test_name_at_row_loads_the_merged_row_by_id_or_index():
+  rows = configs.load_rows("cpu_scale")
+  row = rows[2]
+  by_id = configs.load_overrides(f"cpu_scale@{row['row_id']}")
+  assert by_id == configs.load_overrides("cpu_scale@2")
+  assert by_id == {k: v for k, v in row.items() if k not in configs.LAUNCH_KEYS}
+  assert by_id["train_steps"] == configs.load_overrides("cpu_scale")["train_steps"]
+  assert by_id["patch"] == row["patch"] != configs.load_overrides("cpu_scale").get("patch")
+  with pytest.raises(ValueError, match="has no row 'nope'.*" + re.escape(rows[0]["row_id"])):
+    configs.load_overrides("cpu_scale@nope")
+  with pytest.raises(ValueError, match="not a table"):
+    configs.load_rows("tiny_cpu")
+
+
+def test_bad_rows_are_refused(tmp_path):
+  path = tmp_path / "bad_table.py"
+  path.write_text("def get_config():\n  return {}\n"
+                  "def get_rows():\n  return [{'patch': 'logits'}, {'patch': 'logits'}]\n")
+  with pytest.raises(ValueError, match="repeats row ids"):
+    configs.load_rows(str(path))
+  path.write_text("def get_config():\n  return {}\n"
+                  "def get_rows():\n  return [{'entry': 'pretrain'}]\n")
+  with pytest.raises(ValueError, match="entry 'pretrain'.*transfer, multitask"):
+    configs.load_rows(str(path))
