@@ -7,6 +7,10 @@ number of batches. Prints a table and writes JSON (atomically).
   python benchmarks/input_pipeline.py                       # mnist5k, 224 and 96 px
   python benchmarks/input_pipeline.py --dataset=cifar10 --data_dir=~/tfds \
       --image_sizes=224,96 --batch_size=96 --num_batches=200 --output=/tmp/ip.json
+
+With `--train_step_json` (the output of benchmarks/train_step.py), also prints
+the pipeline's rate against each regime's training rate at the same size
+(issue 8's target: the pipeline at least 3x the training rate).
 """
 
 import json
@@ -36,6 +40,23 @@ _ARCHITECTURE = flags.DEFINE_string("architecture", "mobilenet_v2",
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 _SEED = flags.DEFINE_integer("seed", 0, "Shuffle / augmentation seed.")
 _OUTPUT = flags.DEFINE_string("output", "input_pipeline.json", "JSON result path.")
+_TRAIN_STEP_JSON = flags.DEFINE_string(
+    "train_step_json", None, "benchmarks/train_step.py output to compare with.")
+
+
+def compare_with_training(results, train_step_report) -> list:
+  """Rows (size, regime, pipeline rate, training rate, ratio) at common sizes."""
+  rows = []
+  for result in results:
+    regimes = train_step_report["results"].get(str(result["image_size"]), {})
+    for regime, row in regimes.items():
+      if regime in ("inference", "keras_fit"):
+        continue
+      rows.append({"image_size": result["image_size"], "regime": regime,
+                   "pipeline_images_per_sec": result["images_per_sec"],
+                   "train_images_per_sec": round(row["images_per_sec"], 1),
+                   "ratio": round(result["images_per_sec"] / row["images_per_sec"], 2)})
+  return rows
 
 
 def measure(dataset, split, image_size, batch_size, num_batches, warmup_batches,
@@ -84,6 +105,7 @@ def main(argv):
       "architecture": _ARCHITECTURE.value, "warmup_batches": _WARMUP_BATCHES.value,
       "results": results,
       "cpu_count": os.cpu_count(), "platform": platform.platform(),
+      "load_average": os.getloadavg(),
       "tensorflow": tf.__version__, "k4p1_version": k4p1.__version__,
   }
   print(f"input pipeline, {info.name} [{split}], batch {_BATCH_SIZE.value}, "
@@ -92,6 +114,16 @@ def main(argv):
   for r in results:
     print(f"{r['image_size']:>10}  {r['images_per_sec']:>10}  {r['batches']:>7}  "
           f"{r['seconds']:>8}")
+  if _TRAIN_STEP_JSON.value:
+    with open(_TRAIN_STEP_JSON.value) as f:
+      payload["vs_training"] = compare_with_training(results, json.load(f))
+    print("| px | regime | pipeline images/sec | training images/sec | "
+          "pipeline / training |")
+    print("|---|---|---|---|---|")
+    for row in payload["vs_training"]:
+      print(f"| {row['image_size']} | {row['regime']} | "
+            f"{row['pipeline_images_per_sec']} | {row['train_images_per_sec']} | "
+            f"{row['ratio']} |")
   write_json_atomic(_OUTPUT.value, payload)
   print(f"wrote {_OUTPUT.value}")
 

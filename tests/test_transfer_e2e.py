@@ -121,3 +121,30 @@ def test_config_file_is_overridden_by_given_flags(tmp_path):
   # A length given as a flag replaces the config's other length.
   assert config.train_epochs == 2.0 and config.train_steps is None
   assert config.learning_rate == 0.045  # Untouched default.
+
+
+@pytest.mark.parametrize("options", [
+    dict(patch="logits", cache_features=True),
+    dict(patch="scale_bias+logits", mixed_precision="mixed_bfloat16"),
+    dict(patch="scale_bias+logits", mixed_precision="mixed_float16"),
+])
+def test_performance_options_run_end_to_end(options, tmp_path):
+  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+  write_prepared_metadata(data_dir, "cifar10")
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(data_dir)):
+    with flagsaver.flagsaver(
+        workdir=str(workdir), model="mobilenet_v2", weights="none", alpha=0.35,
+        image_size=32, dataset="cifar10", data_dir=str(data_dir), batch_size=4,
+        train_steps=2, eval_every=0, checkpoint_every=0, summary_every=1, **options):
+      transfer.main(["transfer"])
+  import keras  # pylint: disable=g-import-not-at-top
+  assert keras.config.dtype_policy().name == "float32"  # Restored after the run.
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["steps"] == 2
+  assert np.isfinite(results["train"]["train/loss"])
+  for key, value in options.items():
+    if key != "patch":  # The config records the patch's canonical spelling.
+      assert results["config"][key] == value
+  # The patch loads onto a float32 base: its variables stayed float32.
+  _, arrays = patches.read_patch_file(str(workdir / "patches" / "cifar10.k4p1"))
+  assert all(a.dtype == np.float32 for a in arrays.values())

@@ -29,7 +29,9 @@ from k4p1 import patches
 from k4p1.train import checkpointing
 from k4p1.train import config as config_lib
 from k4p1.train import loop
+from k4p1.train import features_cache
 from k4p1.train import optimizers
+from k4p1.train import performance
 from k4p1.train import strategy as strategy_lib
 from k4p1.train import summaries
 from k4p1.train import workdir as workdir_lib
@@ -71,8 +73,13 @@ def run_transfer(config: config_lib.TransferConfig,
     results["patch_file"] = os.path.relpath(path, config.workdir)
     results["patch_file_bytes"] = os.path.getsize(path)
 
-  return _train_single_task(config, "transfer", command, build_task_model,
-                            save_outputs)
+  # The dtype policy is global Keras state: set it for this run only.
+  previous_policy = performance.set_mixed_precision(config.mixed_precision)
+  try:
+    return _train_single_task(config, "transfer", command, build_task_model,
+                              save_outputs)
+  finally:
+    keras.config.set_dtype_policy(previous_policy)
 
 
 def pretrain_backbone(config: config_lib.TransferConfig,
@@ -178,6 +185,7 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
     optimizer = optimizers.build_optimizer(
         config.optimizer, schedule, momentum=config.momentum,
         rho=config.rmsprop_rho, epsilon=config.epsilon)
+    optimizer = performance.wrap_optimizer(optimizer, config.mixed_precision)
     variables = loop.unique_trainable_variables([model])
     optimizer.build(variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -199,7 +207,20 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
                "replica(s); parameters %s.", experiment, total_steps,
                steps_in_epoch, config.dataset, batch,
                strategy.num_replicas_in_sync, params)
-  task = loop.TrainTask(name=config.task, model=model,
+  step_model = model
+  if config.cache_features:
+    # Only the head trains: compute the backbone's features once per image
+    # (no augmentation) and train the head (same layer objects) on them.
+    feature_model, step_model = features_cache.split_logits_model(model)
+    cache_source = data.build_dataset(
+        config.dataset, info.train_split, training=False,
+        **dict(dataset_args, strategy=None))
+    features, labels = features_cache.extract_features(feature_model,
+                                                       cache_source)
+    train_dataset = features_cache.cached_dataset(features, labels, batch,
+                                                  config.seed, strategy)
+    logging.info("Cached %d feature vectors of %s.", len(labels), config.dataset)
+  task = loop.TrainTask(name=config.task, model=step_model,
                         num_classes=info.num_classes,
                         train_dataset=train_dataset, global_batch_size=batch)
   train_step = loop.make_train_step(
