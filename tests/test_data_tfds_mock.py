@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import splits as splits_lib
 
 from k4p1 import data
+from k4p1.data import testing as data_testing
 
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "cars196",
                  "oxford_flowers102", "places365_small", "fgvc_aircraft")
@@ -22,18 +22,7 @@ IMAGE_SIZE = 32
 
 def write_prepared_metadata(data_dir, name, num_examples=NUM_EXAMPLES):
   """Writes the metadata of a prepared `name` (no records) into data_dir."""
-  info = data.get_dataset_info(name)
-  builder = tfds.builder(info.tfds_name, data_dir=str(data_dir), try_gcs=False)
-  split_names = info.train_split.split("+") + [info.eval_split]
-  builder.info.set_splits(splits_lib.SplitDict([
-      splits_lib.SplitInfo(
-          name=split, shard_lengths=[num_examples], num_bytes=0,
-          filename_template=tfds.core.ShardedFileTemplate(
-              data_dir=builder.data_path, dataset_name=builder.name, split=split,
-              filetype_suffix="tfrecord"))
-      for split in split_names]))
-  builder.data_path.mkdir(parents=True, exist_ok=True)
-  builder.info.write_to_directory(builder.data_path)
+  data_testing.write_mock_metadata(data_dir, name, num_examples)
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import splits as splits_lib
 
 from experiments import multitask
 from k4p1 import data
+from k4p1.data import testing as data_testing
 from k4p1 import models
 from k4p1 import patches
 
@@ -35,18 +35,7 @@ CLASSES = {"cifar10": 10, "cifar100": 100, "oxford_flowers102": 102}
 
 def write_prepared_metadata(data_dir, name):
   """Writes the metadata of a prepared TFDS dataset (no records) for mock_data."""
-  info = data.get_dataset_info(name)
-  builder = tfds.builder(info.tfds_name, data_dir=str(data_dir), try_gcs=False)
-  split_names = info.train_split.split("+") + [info.eval_split]
-  builder.info.set_splits(splits_lib.SplitDict([
-      splits_lib.SplitInfo(
-          name=split, shard_lengths=[NUM_EXAMPLES], num_bytes=0,
-          filename_template=tfds.core.ShardedFileTemplate(
-              data_dir=builder.data_path, dataset_name=builder.name, split=split,
-              filetype_suffix="tfrecord"))
-      for split in split_names]))
-  builder.data_path.mkdir(parents=True, exist_ok=True)
-  builder.info.write_to_directory(builder.data_path)
+  data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,14 +16,17 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
 import k4p1
+from k4p1 import atomic
 from k4p1.patches import inject
+
+# Kept under this name for callers of k4p1.patches.atomic_write_bytes.
+atomic_write_bytes = atomic.write_bytes_atomic
 
 FORMAT = "k4p1.patch"
 FORMAT_VERSION = 1
@@ -83,24 +86,6 @@ def _spec_json(task_model, arrays) -> dict:
   }
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to `path` through a temp file in the same directory."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
-                             suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def save_patch(task_model, path: str) -> None:
   """Writes the task's patch (never the base) to `path`, atomically.
 
@@ -115,7 +100,7 @@ def save_patch(task_model, path: str) -> None:
   with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
     z.writestr(_SPEC_MEMBER, json.dumps(spec, indent=1, sort_keys=True))
     z.writestr(_WEIGHTS_MEMBER, weights.getvalue())
-  atomic_write_bytes(os.fspath(path), buffer.getvalue())
+  atomic.write_bytes_atomic(os.fspath(path), buffer.getvalue())
 
 
 def read_patch_file(path: str):

@@ -11,8 +11,9 @@
 
 import json
 import os
-import tempfile
 from typing import Any, Mapping, Sequence
+
+from k4p1 import atomic
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -52,21 +53,8 @@ def write_json_atomic(path: str, payload: Any) -> None:
   A reader (or a run killed mid-write) sees the old file or the new one, never
   half of one.
   """
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                             suffix=".tmp", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(payload, f, indent=2, sort_keys=True)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+  atomic.write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def read_json(path: str) -> Any:
