@@ -22,6 +22,8 @@ import time
 from absl import app
 from absl import flags
 
+import bench_util  # Beside this script (benchmarks/).
+
 _NUM_TASKS = flags.DEFINE_list("num_tasks", ["1", "5"], "Task counts K.")
 _SPEC = flags.DEFINE_string("patch", "scale_bias+logits", "Patch of every task.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 96, "Input size (px).")
@@ -30,14 +32,6 @@ _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Round-robin rounds.")
 _OUTPUT = flags.DEFINE_string("output", "multitask_step.json", "JSON path.")
 _WORKER = flags.DEFINE_integer("worker", None, "Internal: K of this worker.")
-
-
-def _peak_rss_mb() -> float:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1]) / 1024.0
-  return float("nan")
 
 
 def _serve(num_tasks: int) -> None:
@@ -80,7 +74,7 @@ def _serve(num_tasks: int) -> None:
     if not line.startswith("run"):
       return
     seconds = run(int(line.split()[1]))
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}),
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": bench_util.peak_rss_mb()}),
           flush=True)
 
 

@@ -39,6 +39,8 @@ import time
 from absl import app
 from absl import flags
 
+import bench_util  # Beside this script (benchmarks/).
+
 REGIMES = ("full", "scale_bias+logits", "scale_bias+depthwise+logits", "logits",
            "logits_cached", "keras_fit", "inference")
 
@@ -63,14 +65,6 @@ _OUTPUT = flags.DEFINE_string("output", "train_step.json", "JSON result path.")
 # Internal: run as one regime's worker.
 _WORKER = flags.DEFINE_string("worker", None, "Internal: the regime to serve.")
 _SIZE = flags.DEFINE_integer("worker_image_size", 96, "Internal.")
-
-
-def _peak_rss_mb() -> float:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1]) / 1024.0
-  return float("nan")
 
 
 def _build_worker(regime: str, size: int):
@@ -189,7 +183,7 @@ def _serve(regime: str, size: int) -> None:
     command = line.split()
     if command[0] == "run":
       seconds = run(int(command[1]))
-      print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb()}),
+      print(json.dumps({"seconds": seconds, "peak_rss_mb": bench_util.peak_rss_mb()}),
             flush=True)
     else:
       return

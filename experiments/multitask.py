@@ -79,20 +79,13 @@ def build_config(flag_values: flags.FlagValues = FLAGS) -> train.MultitaskConfig
     config = config.replace(**configs.load_overrides(flag_values.config))
   given = {name: _flag_value(flag_values, name) for name in CONFIG_FLAGS
            if name in flag_values and transfer.was_given(flag_values, name)}
-  for first, second in (("train_steps", "train_epochs"),):
-    if first in given and second not in given:
-      given[second] = None
-    elif second in given and first not in given:
-      given[first] = None
-  if isinstance(given.get("jit_compile"), str) and given["jit_compile"] != "auto":
-    given["jit_compile"] = given["jit_compile"] == "true"
   # Multires flags replace the config's task list and sizes, and vice versa.
   if "resolutions" in given:
     for name, empty in (("tasks", ()), ("image_size", None), ("image_sizes", None)):
       given.setdefault(name, empty)
   elif "tasks" in given:
     given.setdefault("resolutions", ())
-  config = config.replace(**given)
+  config = transfer.apply_given(config, given)
   config.validate()
   return config
 

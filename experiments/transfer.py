@@ -122,17 +122,27 @@ def build_config(flag_values: flags.FlagValues = FLAGS) -> train.TransferConfig:
     config = config.replace(**configs.load_overrides(flag_values.config))
   given = {name: flag_values[name].value for name in CONFIG_FLAGS
            if name in flag_values and was_given(flag_values, name)}
+  config = apply_given(config, given)
+  config.validate()
+  return config
+
+
+def apply_given(config, given: dict):
+  """Returns `config` with the values of the flags that were given.
+
+  A training length given on the command line replaces the config's other one
+  (`--train_steps` clears a config's `train_epochs`, and vice versa), and
+  `--jit_compile=true|false` becomes a bool ("auto" stays a string).
+  """
+  given = dict(given)
   for first, second in _EXCLUSIVE:
-    # A length given on the command line replaces the config's other one.
     if first in given and second not in given:
       given[second] = None
     elif second in given and first not in given:
       given[first] = None
   if isinstance(given.get("jit_compile"), str) and given["jit_compile"] != "auto":
     given["jit_compile"] = given["jit_compile"] == "true"
-  config = config.replace(**given)
-  config.validate()
-  return config
+  return config.replace(**given)
 
 
 def command_line(module: str, flag_values: flags.FlagValues) -> str:

@@ -36,6 +36,6 @@ from k4p1.train.summaries import SummaryWriter
 from k4p1.train.transfer import BACKBONE_FILE
 from k4p1.train.transfer import pretrain_backbone
 from k4p1.train.transfer import run_transfer
-from k4p1.train.transfer import set_bn_momentum
+from k4p1.train.state import set_bn_momentum
 from k4p1.train.workdir import WorkdirMismatchError
 from k4p1.train.workdir import write_json_atomic

@@ -34,18 +34,17 @@ from typing import Optional
 from absl import logging
 import keras
 import numpy as np
-import tensorflow as tf
 
 import k4p1
 from k4p1 import data
 from k4p1 import eval as eval_lib
 from k4p1 import models
 from k4p1 import patches
-from k4p1.train import checkpointing
 from k4p1.train import loop
 from k4p1.train import multitask_config
 from k4p1.train import multitask_sampling
 from k4p1.train import optimizers
+from k4p1.train import state as state_lib
 from k4p1.train import strategy as strategy_lib
 from k4p1.train import summaries
 from k4p1.train import transfer
@@ -163,28 +162,13 @@ def train_and_evaluate(config, strategy, run_dir, experiment, command, plans,
   trained_models = [task_models[i] for i in trained]
 
   with strategy.scope():
-    if config.bn_momentum is not None:
-      count = sum(transfer.set_bn_momentum(m, config.bn_momentum)
-                  for m in trained_models)
-      logging.info("BN momentum %s on %d training-mode BN layers.",
-                   config.bn_momentum, count)
-    schedule = optimizers.build_learning_rate_schedule(
-        config.learning_rate, batch, steps_in_epoch, config.lr_decay_rate,
-        config.lr_decay_epochs, config.lr_reference_batch)
-    optimizer = optimizers.build_optimizer(
-        config.optimizer, schedule, momentum=config.momentum,
-        rho=config.rmsprop_rho, epsilon=config.epsilon)
-    variables = loop.unique_trainable_variables(trained_models)
-    optimizer.build(variables)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint_dir = workdir_lib.checkpoint_dir(run_dir)
-    save_dir = checkpoint_dir if chief else checkpointing.scratch_directory(
-        checkpoint_dir, strategy.cluster_resolver.task_id)
-    checkpoint = checkpointing.RunCheckpoint(
-        save_dir, step, config.keep_checkpoints, restore_directory=checkpoint_dir,
-        optimizer=optimizer,
-        **{f"task_{i}": m for i, m in enumerate(trained_models)})
-    start_step = checkpoint.restore()
+    run_state = state_lib.build_training_state(
+        config, trained_models, strategy=strategy, global_batch_size=batch,
+        steps_per_epoch=steps_in_epoch, run_dir=run_dir, chief=chief,
+        checkpoint_models={f"task_{i}": m for i, m in enumerate(trained_models)})
+  schedule, optimizer = run_state.schedule, run_state.optimizer
+  variables, step = run_state.variables, run_state.step
+  checkpoint = run_state.checkpoint
   if chief:
     workdir_lib.write_json_atomic(workdir_lib.config_path(run_dir), {
         "experiment": experiment, "command": command, "config": config.to_dict(),

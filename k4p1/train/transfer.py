@@ -19,19 +19,18 @@ from typing import Callable, Optional
 
 from absl import logging
 import keras
-import tensorflow as tf
 
 import k4p1
 from k4p1 import data
 from k4p1 import eval as eval_lib
 from k4p1 import models
 from k4p1 import patches
-from k4p1.train import checkpointing
 from k4p1.train import config as config_lib
 from k4p1.train import loop
 from k4p1.train import features_cache
 from k4p1.train import optimizers
 from k4p1.train import performance
+from k4p1.train import state as state_lib
 from k4p1.train import strategy as strategy_lib
 from k4p1.train import summaries
 from k4p1.train import workdir as workdir_lib
@@ -121,15 +120,6 @@ def pretrain_backbone(config: config_lib.TransferConfig,
                             build_task_model, save_outputs)
 
 
-def set_bn_momentum(model: keras.Model, momentum: float) -> int:
-  """Sets the momentum of the model's trainable BN layers; returns how many."""
-  layers = [l for l in patches.leaf_layers(model)
-            if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
-  for layer in layers:
-    layer.momentum = momentum
-  return len(layers)
-
-
 def _num_train_examples(info) -> int:
   if info.num_train_examples:
     return info.num_train_examples
@@ -175,27 +165,13 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
     base = models.build_backbone(config.model, config.image_size,
                                  weights=config.weights, alpha=config.alpha)
     model, params = build_task_model(base, info, config)
-    if config.bn_momentum is not None:
-      count = set_bn_momentum(model, config.bn_momentum)
-      logging.info("BN momentum %s on %d training-mode BN layers.",
-                   config.bn_momentum, count)
-    schedule = optimizers.build_learning_rate_schedule(
-        config.learning_rate, batch, steps_in_epoch, config.lr_decay_rate,
-        config.lr_decay_epochs, config.lr_reference_batch)
-    optimizer = optimizers.build_optimizer(
-        config.optimizer, schedule, momentum=config.momentum,
-        rho=config.rmsprop_rho, epsilon=config.epsilon)
-    optimizer = performance.wrap_optimizer(optimizer, config.mixed_precision)
-    variables = loop.unique_trainable_variables([model])
-    optimizer.build(variables)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint_dir = workdir_lib.checkpoint_dir(workdir)
-    save_dir = checkpoint_dir if chief else checkpointing.scratch_directory(
-        checkpoint_dir, strategy.cluster_resolver.task_id)
-    checkpoint = checkpointing.RunCheckpoint(
-        save_dir, step, config.keep_checkpoints,
-        restore_directory=checkpoint_dir, optimizer=optimizer, model=model)
-    start_step = checkpoint.restore()
+    run_state = state_lib.build_training_state(
+        config, [model], strategy=strategy, global_batch_size=batch,
+        steps_per_epoch=steps_in_epoch, run_dir=workdir, chief=chief,
+        checkpoint_models={"model": model})
+  schedule, optimizer = run_state.schedule, run_state.optimizer
+  variables, step = run_state.variables, run_state.step
+  checkpoint, start_step = run_state.checkpoint, run_state.start_step
   if chief:
     # Written once data and model are known to build, so that a run that could
     # not start does not claim the workdir.
