@@ -20,7 +20,10 @@ Each regime runs in its own worker process (honest peak RSS, VmHWM), all
 workers of one image size alive at once; the parent times them round-robin,
 `--rounds` rounds of `--steps` steps each, so that load from other processes
 on a shared machine hits every regime alike. Per regime it reports the median
-(and best) images/sec over rounds and the ratio of medians to `full`. Prints
+(and best) images/sec over rounds, the ratio of medians to `full`, and the
+process CPU time (user + system, all threads) per step: CPU ms/step close to
+2x ms/step means both cores were busy (`keras_fit`'s includes `fit`'s per-call
+overhead). Prints
 a Markdown table and writes JSON (atomically), with the load average.
 
   python benchmarks/train_step.py                                # 224 and 96 px
@@ -172,6 +175,11 @@ def _build_worker(regime: str, size: int):
   return run, info
 
 
+def _cpu_seconds() -> float:
+  times = os.times()
+  return times.user + times.system
+
+
 def _serve(regime: str, size: int) -> None:
   """Worker: build, warm up, then answer `run N` / `quit` on stdin."""
   began = time.perf_counter()
@@ -182,9 +190,11 @@ def _serve(regime: str, size: int) -> None:
   for line in sys.stdin:
     command = line.split()
     if command[0] == "run":
+      cpu_began = _cpu_seconds()
       seconds = run(int(command[1]))
-      print(json.dumps({"seconds": seconds, "peak_rss_mb": bench_util.peak_rss_mb()}),
-            flush=True)
+      cpu_seconds = _cpu_seconds() - cpu_began
+      print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds,
+                        "peak_rss_mb": bench_util.peak_rss_mb()}), flush=True)
     else:
       return
 
@@ -244,12 +254,14 @@ def measure_size(size: int, regimes, argv) -> dict:
     for worker in workers:
       worker.wait_ready()
     samples = {w.regime: [] for w in workers}
+    cpu_ms = {w.regime: [] for w in workers}
     peaks = {}
     for _ in range(_ROUNDS.value):
       for worker in workers:
         answer = worker.run(_STEPS.value)
         samples[worker.regime].append(
             _BATCH_SIZE.value * _STEPS.value / answer["seconds"])
+        cpu_ms[worker.regime].append(1000 * answer["cpu_seconds"] / _STEPS.value)
         peaks[worker.regime] = answer["peak_rss_mb"]
   finally:
     for worker in workers:
@@ -260,6 +272,8 @@ def measure_size(size: int, regimes, argv) -> dict:
     rows[worker.regime] = dict(
         worker.info, images_per_sec=statistics.median(rates),
         best_images_per_sec=max(rates), rounds=rates,
+        ms_per_step=1000 * _BATCH_SIZE.value / statistics.median(rates),
+        cpu_ms_per_step=statistics.median(cpu_ms[worker.regime]),
         peak_rss_mb=peaks[worker.regime])
   reference = rows.get("full", {}).get("images_per_sec")
   for row in rows.values():
@@ -306,14 +320,15 @@ def main(argv):
   print(f"load average before {load_before[0]:.2f}, after "
         f"{os.getloadavg()[0]:.2f}; fused_batch_norm={_FUSED_BN.value}")
   print("| px | regime | trained params | images/sec (median) | best | "
-        "ratio to full | peak RSS MB |")
-  print("|---|---|---|---|---|---|---|")
+        "ratio to full | ms/step | CPU ms/step | peak RSS MB |")
+  print("|---|---|---|---|---|---|---|---|---|")
   for size, rows in results.items():
     for regime, row in rows.items():
       ratio = row["ratio_to_full"]
       print(f"| {size} | {regime} | {row['patch_trainable']:,} | "
             f"{row['images_per_sec']:.1f} | {row['best_images_per_sec']:.1f} | "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'} | "
+            f"{row['ms_per_step']:.1f} | {row['cpu_ms_per_step']:.1f} | "
             f"{row['peak_rss_mb']:.0f} |")
   print(f"Wrote {_OUTPUT.value}")
 

@@ -97,6 +97,9 @@ flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision,
 flags.DEFINE_bool("cache_features", _DEFAULTS.cache_features, "--patch=logits "
                   "only: compute the frozen backbone's features once per "
                   "training image (no augmentation) and train the head on them.")
+flags.DEFINE_bool("prefetch_to_device", _DEFAULTS.prefetch_to_device,
+                  "Under a strategy, prefetch each replica's batches to its "
+                  "device (overlaps host-to-device copies with the step).")
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS

@@ -121,7 +121,7 @@ def test_jit_compile_auto_is_off_on_cpu():
 
 def test_prefetch_to_device_input_options_under_a_strategy():
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  options = performance.input_options(strategy)
+  options = performance.input_options()
   assert options.experimental_fetch_to_device
   ds = data.build_dataset("mnist5k", "train", global_batch_size=4, image_size=32,
                           training=True, strategy=strategy,

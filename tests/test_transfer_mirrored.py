@@ -42,3 +42,16 @@ def test_mirrored_on_two_cpus_matches_default(tmp_path, backbone_file):
   assert mirrored["train"]["train/loss"] == pytest.approx(
       default["train"]["train/loss"], rel=1e-3)
   assert mirrored["optimizer_steps"] == default["optimizer_steps"] == STEPS
+
+
+def test_prefetch_to_device_does_not_change_a_mirrored_run(tmp_path, backbone_file):
+  runs = [train.run_transfer(train.TransferConfig(
+      workdir=str(tmp_path / str(prefetch)), weights=backbone_file,
+      image_size=32, dataset="digits", patch="logits", batch_size=32,
+      train_steps=10, eval_every=0, checkpoint_every=0, strategy="mirrored",
+      seed=0, prefetch_to_device=prefetch)) for prefetch in (True, False)]
+  assert [r["config"]["prefetch_to_device"] for r in runs] == [True, False]
+  assert runs[0]["train"]["train/loss"] == pytest.approx(
+      runs[1]["train"]["train/loss"], rel=1e-5)
+  assert runs[0]["tasks"]["digits"]["accuracy"] == pytest.approx(
+      runs[1]["tasks"]["digits"]["accuracy"], abs=1e-6)

@@ -86,6 +86,9 @@ class TransferConfig:
       (valid because nothing before the head trains; the cached images are
       preprocessed without augmentation, so this changes the data the head
       sees when the dataset augments). See `k4p1.train.features_cache`.
+    prefetch_to_device: under a strategy, prefetch each replica's batches to
+      its device (`tf.distribute.InputOptions(experimental_fetch_to_device)`)
+      so host-to-device copies overlap the step.
   """
   workdir: str = ""
   model: str = "mobilenet_v2"
@@ -123,6 +126,7 @@ class TransferConfig:
   jit_compile: Any = "auto"
   mixed_precision: str = "none"
   cache_features: bool = False
+  prefetch_to_device: bool = True
 
   @classmethod
   def field_names(cls) -> tuple:

@@ -17,6 +17,7 @@ inference mode with the base's statistics.
 """
 
 import dataclasses
+import functools
 import time
 from typing import Callable, Optional, Sequence
 
@@ -28,6 +29,7 @@ import tensorflow as tf
 from k4p1.train import fused_batch_norm as fused_batch_norm_lib
 from k4p1.train import optimizers as optimizers_lib
 from k4p1.train import performance
+from k4p1.train import task_gradients as task_gradients_lib
 
 
 @dataclasses.dataclass
@@ -75,6 +77,16 @@ def _backing_variable(variable):
   return variable
 
 
+def make_task_gradients(models: Sequence[keras.Model],
+                        optimizer: keras.optimizers.Optimizer,
+                        label_smoothing: float = 0.1):
+  """The `TaskGradients` `make_train_step` uses: cross-entropy, loss scaling."""
+  loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+  return task_gradients_lib.TaskGradients(
+      models, functools.partial(cross_entropy, label_smoothing=label_smoothing),
+      optimizer.scale_loss if loss_scaled else None)
+
+
 def make_train_step(strategy: tf.distribute.Strategy,
                     tasks: Sequence[TrainTask],
                     optimizer: keras.optimizers.Optimizer,
@@ -83,7 +95,9 @@ def make_train_step(strategy: tf.distribute.Strategy,
                     label_smoothing: float = 0.1,
                     weight_decay: float = 4e-5,
                     jit_compile=False,
-                    fused_batch_norm: bool = True) -> Callable:
+                    fused_batch_norm: bool = True,
+                    task_gradients: Optional[
+                        task_gradients_lib.TaskGradients] = None) -> Callable:
   """Builds the distributed training step.
 
   Args:
@@ -98,6 +112,10 @@ def make_train_step(strategy: tf.distribute.Strategy,
       "auto" (on with a GPU/TPU, off on CPU).
     fused_batch_norm: compute training-mode BatchNormalization with fused ops
       (`k4p1.train.fused_batch_norm`; same results, much faster on CPU).
+    task_gradients: a `TaskGradients` over (at least) the tasks' models,
+      built with the same label smoothing and loss scaling, to share its
+      traced model functions with other steps (e.g. one step per task when
+      tasks are sampled); None: a new one.
 
   Returns:
     `train_step(iterators)`, taking one iterator per task and returning a dict
@@ -111,40 +129,42 @@ def make_train_step(strategy: tf.distribute.Strategy,
   loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
   jit_compile = performance.resolve_jit_compile(jit_compile)
 
+  # One traced forward/backward per group of identical task models (K
+  # clones of one base share it): graph memory does not grow with K.
+  gradients_fn = task_gradients or make_task_gradients(
+      [t.model for t in tasks], optimizer, label_smoothing)
+  index_of = {id(v): i for i, v in enumerate(variables)}
+  task_watched = []
+  for task in tasks:
+    trained = [v for v in task.model.trainable_variables if id(v) in index_of]
+    task_watched.append((trained, [index_of[id(v)] for v in trained]))
+
   def replica_step(batches):
     stats = {}
-    summed = [None] * len(watched)
+    # Weight decay gets its own (cheap) tape: it does not depend on the data.
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(watched)
+      penalty = (optimizers_lib.weight_decay_loss(variables, weight_decay)
+                 / replicas)
+      objective = optimizer.scale_loss(penalty) if loss_scaled else penalty
+    summed = list(tape.gradient(objective, watched))
     previous = []
-    penalty = tf.constant(0.0)
-    for index, (task, (images, labels)) in enumerate(zip(tasks, batches)):
+    for task, (images, labels), (trained, slots) in zip(tasks, batches,
+                                                        task_watched):
       # Task k+1 starts once task k's gradients exist, so only one task's
       # activations are alive at a time (K tasks cost ~1 task's memory).
       with tf.control_dependencies(previous):
         images = tf.identity(images)
-      # Keras 3 leaves the tf.Variables of frozen layers trainable, so a
-      # default tape would record every weight the model reads; record only
-      # the trained ones.
-      with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(watched)
-        logits = task.model(images, training=True)
-        losses = cross_entropy(labels, logits, task.num_classes, label_smoothing)
-        loss_sum = tf.reduce_sum(losses)
-        objective = loss_sum / task.global_batch_size
-        if index == 0:
-          penalty = (optimizers_lib.weight_decay_loss(variables, weight_decay)
-                     / replicas)
-          objective += penalty
-        if loss_scaled:  # mixed_float16: small gradients would underflow.
-          objective = optimizer.scale_loss(objective)
-      gradients = tape.gradient(objective, watched)
-      summed = [g if s is None else s if g is None else s + g
-                for s, g in zip(summed, gradients)]
-      previous = [g for g in gradients if g is not None]
-      predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-      hits = tf.equal(predictions, tf.cast(labels, tf.int32))
-      stats[f"{task.name}/loss_sum"] = loss_sum
-      stats[f"{task.name}/correct"] = tf.reduce_sum(tf.cast(hits, tf.float32))
-      stats[f"{task.name}/count"] = tf.cast(tf.size(labels), tf.float32)
+      out = gradients_fn(task.model, images, labels, task.num_classes,
+                         task.global_batch_size, trained)
+      previous = [g for g in out["gradients"] if g is not None]
+      for slot, gradient in zip(slots, out["gradients"]):
+        if gradient is not None:
+          summed[slot] = (gradient if summed[slot] is None
+                          else summed[slot] + gradient)
+      stats[f"{task.name}/loss_sum"] = out["loss_sum"]
+      stats[f"{task.name}/correct"] = out["correct"]
+      stats[f"{task.name}/count"] = out["count"]
     optimizer.apply_gradients(
         [(g, v) for g, v in zip(summed, variables) if g is not None])
     stats["weight_decay"] = penalty

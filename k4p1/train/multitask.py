@@ -44,6 +44,7 @@ from k4p1.train import loop
 from k4p1.train import multitask_config
 from k4p1.train import multitask_sampling
 from k4p1.train import optimizers
+from k4p1.train import performance
 from k4p1.train import state as state_lib
 from k4p1.train import strategy as strategy_lib
 from k4p1.train import summaries
@@ -153,8 +154,10 @@ def train_and_evaluate(config, strategy, run_dir, experiment, command, plans,
     if index in trained:
       train_tasks.append(loop.TrainTask(
           name=plan.name, model=model, num_classes=info.num_classes,
-          train_dataset=data.build_dataset(plan.dataset, info.train_split,
-                                           training=True, **args),
+          train_dataset=data.build_dataset(
+              plan.dataset, info.train_split, training=True,
+              input_options=performance.input_options(
+                  config.prefetch_to_device), **args),
           global_batch_size=batch))
     eval_fns.append(eval_lib.make_accuracy_fn(
         model, data.build_dataset(plan.dataset, info.eval_split, training=False,
@@ -185,9 +188,13 @@ def train_and_evaluate(config, strategy, run_dir, experiment, command, plans,
     loop_tasks = train_tasks
   else:
     weights = [sizes[t.name] for t in train_tasks]
+    # One traced model function serves the K per-task steps.
+    shared_gradients = loop.make_task_gradients(
+        [t.model for t in train_tasks], optimizer, config.label_smoothing)
     step_fns = [loop.make_train_step(
         strategy, [t], optimizer, loop.unique_trainable_variables([t.model]),
-        step, **step_args) for t in train_tasks]
+        step, task_gradients=shared_gradients, **step_args)
+                for t in train_tasks]
     sampled = multitask_sampling.SampledSchedule(
         step_fns, train_tasks,
         lambda s: multitask_sampling.sample_task(s, config.seed, weights,

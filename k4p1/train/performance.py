@@ -72,10 +72,13 @@ def wrap_optimizer(optimizer: keras.optimizers.Optimizer,
   return optimizer
 
 
-def input_options(strategy: tf.distribute.Strategy,
-                  prefetch_to_device: bool = True) -> tf.distribute.InputOptions:
-  """Input options that prefetch each replica's batches to its device."""
-  del strategy  # The same options work for every strategy.
+def input_options(prefetch_to_device: bool = True) -> tf.distribute.InputOptions:
+  """Input options of a distributed training dataset.
+
+  With `prefetch_to_device`, each replica's next batches are copied to its
+  device while the current step runs (two per replica); without, batches stay
+  on the host until the step reads them.
+  """
   return tf.distribute.InputOptions(
       experimental_fetch_to_device=prefetch_to_device,
       experimental_per_replica_buffer_size=2 if prefetch_to_device else 1)

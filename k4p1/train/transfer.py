@@ -156,8 +156,10 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
   dataset_args = dict(global_batch_size=batch, image_size=config.image_size,
                       strategy=strategy, data_dir=config.data_dir,
                       seed=config.seed, architecture=config.model)
-  train_dataset = data.build_dataset(config.dataset, info.train_split,
-                                     training=True, **dataset_args)
+  train_dataset = data.build_dataset(
+      config.dataset, info.train_split, training=True,
+      input_options=performance.input_options(config.prefetch_to_device),
+      **dataset_args)
   eval_dataset = data.build_dataset(config.dataset, info.eval_split,
                                     training=False, **dataset_args)
 
