@@ -114,7 +114,7 @@ def main(argv):
         process.stdin.flush()
       except BrokenPipeError:
         pass
-      process.wait(timeout=60)
+      bench_util.stop(process)
   reference = counts[0]
   rows = {}
   for k in counts:

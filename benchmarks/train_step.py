@@ -232,7 +232,7 @@ class _Worker:
       self.process.stdin.flush()
     except BrokenPipeError:
       pass
-    self.process.wait(timeout=60)
+    bench_util.stop(self.process)
 
 
 def _write_json_atomic(path: str, payload: dict) -> None:

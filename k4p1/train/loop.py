@@ -70,13 +70,6 @@ def unique_trainable_variables(models: Sequence[keras.Model]) -> list:
   return variables
 
 
-def _backing_variable(variable):
-  """The tf.Variable behind a Keras variable (what a GradientTape can watch)."""
-  if isinstance(variable, keras.Variable):
-    return variable.value  # Outside a layer call: the variable, not a cast.
-  return variable
-
-
 def make_task_gradients(models: Sequence[keras.Model],
                         optimizer: keras.optimizers.Optimizer,
                         label_smoothing: float = 0.1):
@@ -125,7 +118,7 @@ def make_train_step(strategy: tf.distribute.Strategy,
   tasks = tuple(tasks)
   variables = list(variables)
   replicas = strategy.num_replicas_in_sync
-  watched = [_backing_variable(v) for v in variables]
+  watched = [task_gradients_lib.backing_variable(v) for v in variables]
   loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
   jit_compile = performance.resolve_jit_compile(jit_compile)
 

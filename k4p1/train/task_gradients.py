@@ -23,7 +23,7 @@ import tensorflow as tf
 from k4p1 import patches
 
 
-def _backing(variable):
+def backing_variable(variable):
   """The tf.Variable behind a Keras variable (what a tape can watch)."""
   if isinstance(variable, keras.Variable):
     return variable.value  # Outside a layer call: the variable, not a cast.
@@ -32,7 +32,7 @@ def _backing(variable):
 
 def _read(variable) -> tf.Tensor:
   """The current value of a Keras (or TF) variable, as a tensor."""
-  return tf.convert_to_tensor(_backing(variable))
+  return tf.convert_to_tensor(backing_variable(variable))
 
 
 def structure_key(model: keras.Model):
@@ -103,7 +103,7 @@ class TaskGradients:
              global_batch_size):
       values = dict(zip(own, own_values))
       watched_values = [values[i] if i in values else
-                        _backing(template_variables[i]) for i in watched]
+                        backing_variable(template_variables[i]) for i in watched]
       with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(watched_values)
         mapping = [(template_variables[i], values[i]) for i in own]
