@@ -17,7 +17,6 @@ both scripts can live in one process); `--batch_size` is each task's batch.
 of all. The work is done by `k4p1.train.run_multitask`.
 """
 
-import shlex
 import sys
 
 from absl import app
@@ -77,8 +76,8 @@ def build_config(flag_values: flags.FlagValues = FLAGS) -> train.MultitaskConfig
   config = train.MultitaskConfig()
   if flag_values.config:
     config = config.replace(**configs.load_overrides(flag_values.config))
-  given = {name: _flag_value(flag_values, name) for name in CONFIG_FLAGS
-           if name in flag_values and transfer.was_given(flag_values, name)}
+  given = {name: _flag_value(flag_values, name)
+           for name in transfer.given_flags(flag_values, CONFIG_FLAGS)}
   # Multires flags replace the config's task list and sizes, and vice versa.
   if "resolutions" in given:
     for name, empty in (("tasks", ()), ("image_size", None), ("image_sizes", None)):
@@ -90,13 +89,6 @@ def build_config(flag_values: flags.FlagValues = FLAGS) -> train.MultitaskConfig
   return config
 
 
-def command_line(module: str, flag_values: flags.FlagValues) -> str:
-  """The command that reproduces this run: the module and the flags given."""
-  given = [flag_values[name].serialize() for name in ("config",) + CONFIG_FLAGS
-           if name in flag_values and transfer.was_given(flag_values, name)]
-  return shlex.join(["python", "-m", module] + given)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -104,7 +96,7 @@ def main(argv):
     config = build_config(FLAGS)
   except ValueError as e:
     transfer.exit_on_bad_flags(e)
-  command = command_line("experiments.multitask", FLAGS)
+  command = transfer.command_line("experiments.multitask", FLAGS, CONFIG_FLAGS)
   try:
     results = train.run_multitask(config, command=command)
   except (data.DatasetNotPreparedError, train.WorkdirMismatchError) as e:

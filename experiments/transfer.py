@@ -114,6 +114,12 @@ def was_given(flag_values: flags.FlagValues, name: str) -> bool:
   return flag.present or not flag.using_default_value
 
 
+def given_flags(flag_values: flags.FlagValues, names) -> list:
+  """The flags among `names` that are defined and were given, in order."""
+  return [name for name in names
+          if name in flag_values and was_given(flag_values, name)]
+
+
 def build_config(flag_values: flags.FlagValues = FLAGS) -> train.TransferConfig:
   """TransferConfig defaults <- `--config` overrides <- flags that were given.
 
@@ -123,8 +129,8 @@ def build_config(flag_values: flags.FlagValues = FLAGS) -> train.TransferConfig:
   config = train.TransferConfig()
   if flag_values.config:
     config = config.replace(**configs.load_overrides(flag_values.config))
-  given = {name: flag_values[name].value for name in CONFIG_FLAGS
-           if name in flag_values and was_given(flag_values, name)}
+  given = {name: flag_values[name].value
+           for name in given_flags(flag_values, CONFIG_FLAGS)}
   config = apply_given(config, given)
   config.validate()
   return config
@@ -148,10 +154,11 @@ def apply_given(config, given: dict):
   return config.replace(**given)
 
 
-def command_line(module: str, flag_values: flags.FlagValues) -> str:
+def command_line(module: str, flag_values: flags.FlagValues,
+                 config_flags=CONFIG_FLAGS) -> str:
   """The command that reproduces this run: the module and the flags given."""
-  given = [flag_values[name].serialize() for name in ("config",) + CONFIG_FLAGS
-           if name in flag_values and was_given(flag_values, name)]
+  given = [flag_values[name].serialize()
+           for name in given_flags(flag_values, ("config",) + config_flags)]
   return shlex.join(["python", "-m", module] + given)
 
 

@@ -29,3 +29,11 @@ def shared_data():
   if not SHARED_DATA.is_dir():
     pytest.skip(f"{SHARED_DATA} not present")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def parsed_flags():
+  """Marks absl flags parsed, for modules that read flag defaults outside main."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()

@@ -20,11 +20,6 @@ NUM_EXAMPLES = 7
 IMAGE_SIZE = 32
 
 
-def write_prepared_metadata(data_dir, name, num_examples=NUM_EXAMPLES):
-  """Writes the metadata of a prepared `name` (no records) into data_dir."""
-  data_testing.write_mock_metadata(data_dir, name, num_examples)
-
-
 @pytest.fixture(scope="module")
 def strategy():
   return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -33,7 +28,7 @@ def strategy():
 @pytest.mark.parametrize("name", TFDS_DATASETS)
 def test_mock_pipelines_under_a_two_replica_strategy(name, tmp_path, strategy):
   info = data.get_dataset_info(name)
-  write_prepared_metadata(tmp_path, name)
+  data_testing.write_mock_metadata(tmp_path, name, NUM_EXAMPLES)
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path)):
     train = data.build_dataset(name, info.train_split, global_batch_size=4,
                                image_size=IMAGE_SIZE, training=True,
@@ -67,7 +62,7 @@ def test_mock_pipelines_under_a_two_replica_strategy(name, tmp_path, strategy):
     ("efficientnet_b0", 0.0, 255.0),
 ])
 def test_value_range_follows_the_architecture(architecture, low, high, tmp_path):
-  write_prepared_metadata(tmp_path, "cifar10")
+  data_testing.write_mock_metadata(tmp_path, "cifar10", NUM_EXAMPLES)
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path)):
     ds = data.build_dataset("cifar10", "test", global_batch_size=NUM_EXAMPLES,
                             image_size=IMAGE_SIZE, training=False,
@@ -79,7 +74,7 @@ def test_value_range_follows_the_architecture(architecture, low, high, tmp_path)
 
 
 def test_label_subset_of_a_tfds_dataset_filters_and_renumbers(tmp_path):
-  write_prepared_metadata(tmp_path, "cifar10", num_examples=40)
+  data_testing.write_mock_metadata(tmp_path, "cifar10", 40)
   with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path)):
     raw = tfds.builder("cifar10", data_dir=str(tmp_path)).as_dataset(split="test")
     raw_labels = np.array([int(ex["label"]) for ex in raw])

@@ -61,18 +61,13 @@ CASES = {
 }
 
 
-def write_prepared_metadata(data_dir, name):
-  """Writes the metadata of a prepared TFDS dataset (no records) for mock_data."""
-  data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
   """A mock data_dir, the wrapper interpreter and a fake SSD checkpoint."""
   root = tmp_path_factory.mktemp("launch_e2e")
   data_dir = root / "tfds"
   for name in sorted({d for case in CASES.values() for d in case[4]}):
-    write_prepared_metadata(data_dir, name)
+    data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
   python = root / "mock_python"
   python.write_text(MOCK_PYTHON.format(python=sys.executable,
                                        num_examples=NUM_EXAMPLES))

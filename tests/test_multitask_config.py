@@ -17,10 +17,7 @@ from k4p1.report import grids
 FLAGS = flags.FLAGS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def parsed_flags():
-  if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
+pytestmark = pytest.mark.usefixtures("parsed_flags")
 
 
 def config(**overrides):

@@ -33,15 +33,7 @@ SIZES = (32, 40, 48)
 CLASSES = {"cifar10": 10, "cifar100": 100, "oxford_flowers102": 102}
 
 
-def write_prepared_metadata(data_dir, name):
-  """Writes the metadata of a prepared TFDS dataset (no records) for mock_data."""
-  data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def parsed_flags():
-  if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
+pytestmark = pytest.mark.usefixtures("parsed_flags")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,7 @@ def env(tmp_path_factory):
   root = tmp_path_factory.mktemp("mt")
   data_dir = root / "tfds"
   for name in DATASETS:
-    write_prepared_metadata(data_dir, name)
+    data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
   keras.utils.set_random_seed(0)
   base = models.build_backbone("mobilenet_v2", None, weights=None, alpha=0.35)
   weights = str(root / "base.weights.h5")

@@ -26,15 +26,7 @@ SPECS = ("logits", "scale_bias+logits", "scale+logits", "bias+logits",
          "depthwise+logits", "full")
 
 
-def write_prepared_metadata(data_dir, name):
-  """Writes the metadata of a prepared TFDS dataset (no records) for mock_data."""
-  data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def parsed_flags():
-  if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
+pytestmark = pytest.mark.usefixtures("parsed_flags")
 
 
 def event_tags(logdir):
@@ -48,7 +40,7 @@ def event_tags(logdir):
 @pytest.mark.parametrize("spec", SPECS)
 def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
   data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
-  write_prepared_metadata(data_dir, "cifar10")
+  data_testing.write_mock_metadata(data_dir, "cifar10", NUM_EXAMPLES)
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(data_dir)):
     with flagsaver.flagsaver(
         workdir=str(workdir), model="mobilenet_v2", weights="none", alpha=0.35,
@@ -118,7 +110,7 @@ def test_config_file_is_overridden_by_given_flags(tmp_path):
 ])
 def test_performance_options_run_end_to_end(options, tmp_path):
   data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
-  write_prepared_metadata(data_dir, "cifar10")
+  data_testing.write_mock_metadata(data_dir, "cifar10", NUM_EXAMPLES)
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(data_dir)):
     with flagsaver.flagsaver(
         workdir=str(workdir), model="mobilenet_v2", weights="none", alpha=0.35,

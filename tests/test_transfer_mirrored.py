@@ -23,11 +23,11 @@ def backbone_file():
   return str(path)
 
 
-def _run(strategy, workdir, weights):
+def _run(strategy, workdir, weights, train_steps=STEPS, **overrides):
   return train.run_transfer(train.TransferConfig(
       workdir=str(workdir), weights=weights, image_size=32, dataset="digits",
-      patch="logits", batch_size=32, train_steps=STEPS, eval_every=0,
-      checkpoint_every=0, strategy=strategy, seed=0))
+      patch="logits", batch_size=32, train_steps=train_steps, eval_every=0,
+      checkpoint_every=0, strategy=strategy, seed=0, **overrides))
 
 
 def test_mirrored_on_two_cpus_matches_default(tmp_path, backbone_file):
@@ -45,11 +45,9 @@ def test_mirrored_on_two_cpus_matches_default(tmp_path, backbone_file):
 
 
 def test_prefetch_to_device_does_not_change_a_mirrored_run(tmp_path, backbone_file):
-  runs = [train.run_transfer(train.TransferConfig(
-      workdir=str(tmp_path / str(prefetch)), weights=backbone_file,
-      image_size=32, dataset="digits", patch="logits", batch_size=32,
-      train_steps=10, eval_every=0, checkpoint_every=0, strategy="mirrored",
-      seed=0, prefetch_to_device=prefetch)) for prefetch in (True, False)]
+  runs = [_run("mirrored", tmp_path / str(prefetch), backbone_file,
+               train_steps=10, prefetch_to_device=prefetch)
+          for prefetch in (True, False)]
   assert [r["config"]["prefetch_to_device"] for r in runs] == [True, False]
   assert runs[0]["train"]["train/loss"] == pytest.approx(
       runs[1]["train"]["train/loss"], rel=1e-5)

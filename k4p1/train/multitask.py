@@ -248,17 +248,9 @@ def train_and_evaluate(config, strategy, run_dir, experiment, command, plans,
               "trained_in_this_run": index in trained,
               "params": patches.count_params(model)}
           for index, (plan, info, model) in enumerate(zip(plans, infos, task_models))},
-      "steps": result.end_step,
-      "optimizer_steps": int(optimizer.iterations.numpy()),
-      "resumed_from_step": result.start_step,
-      "steps_per_epoch": steps_in_epoch,
-      "train": result.train_metrics,
-      "eval_history": result.eval_history,
-      "images_per_sec": result.images_per_sec,
-      "strategy": {"name": config.strategy, "replicas": strategy.num_replicas_in_sync},
-      "k4p1_version": k4p1.__version__,
-      "command": command,
-      "config": config.to_dict(),
+      **loop.run_record(result, optimizer=optimizer,
+                        steps_per_epoch=steps_in_epoch, strategy=strategy,
+                        config=config, command=command),
   }
   if sampled is not None:
     # Counted in this process only (a resumed run counts its own steps).
