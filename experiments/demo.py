@@ -41,22 +41,29 @@ flags.DEFINE_integer("pretrain_steps", 600, "Steps of backbone pretraining.")
 flags.DEFINE_integer("steps", 200, "Steps of each patch's training.")
 flags.DEFINE_float("learning_rate", 0.045, "Learning rate per 96 images "
                    "(the paper's recipe; scaled with the batch size).")
-flags.DEFINE_float("bn_momentum", 0.9, "Momentum of training-mode BN layers: "
-                   "runs of a few hundred steps need less than Keras' 0.999.")
+flags.DEFINE_float("bn_momentum", None, "Momentum of training-mode BN layers "
+                   "(default: the model's, Keras' 0.999; PreciseBN sets the "
+                   "statistics that evaluation and the patches use).")
+flags.DEFINE_integer("precise_bn_batches", train.TransferConfig.precise_bn_batches,
+                     "PreciseBN batches (0: keep the moving averages).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_bool("deterministic", True, "TensorFlow op determinism: the same "
+                  "table on every run of the same build and machine.")
 flags.DEFINE_string("data_dir", None, "Directory with another mnist_5k.csv.gz.")
 
 FLAGS = flags.FLAGS
 _DEMO_FLAGS = ("workdir", "pretrain_dataset", "dataset", "patches", "alpha",
                "image_size", "batch_size", "pretrain_steps", "steps",
-               "learning_rate", "bn_momentum", "seed", "data_dir")
+               "learning_rate", "bn_momentum", "precise_bn_batches", "seed",
+               "deterministic", "data_dir")
 
 
 def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
              alpha: float, image_size: int, batch_size: int,
              pretrain_steps: int, steps: int, learning_rate: float,
-             bn_momentum: float, seed: int = 0, data_dir=None,
-             command=None) -> dict:
+             bn_momentum=None, seed: int = 0, data_dir=None,
+             command=None, precise_bn_batches: int = 200,
+             deterministic: bool = True) -> dict:
   """Pretrains a backbone, then trains each patch on it; returns the rows.
 
   Returns:
@@ -67,7 +74,8 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
   common = dict(model="mobilenet_v2", alpha=alpha, image_size=image_size,
                 batch_size=batch_size, learning_rate=learning_rate,
                 bn_momentum=bn_momentum, seed=seed, data_dir=data_dir,
-                eval_every=0, checkpoint_every=100, summary_every=10)
+                precise_bn_batches=precise_bn_batches,
+                deterministic=deterministic, eval_every=0, checkpoint_every=100, summary_every=10)
   began = time.time()
   pretrain = train.pretrain_backbone(train.TransferConfig(
       workdir=os.path.join(workdir, "pretrain"), weights=None,
@@ -127,6 +135,8 @@ def main(argv):
       batch_size=FLAGS.batch_size, pretrain_steps=FLAGS.pretrain_steps,
       steps=FLAGS.steps, learning_rate=FLAGS.learning_rate,
       bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, data_dir=FLAGS.data_dir,
+      precise_bn_batches=FLAGS.precise_bn_batches,
+      deterministic=FLAGS.deterministic,
       command=shlex.join(["python", "-m", "experiments.demo"] +
                          [FLAGS[name].serialize() for name in _DEMO_FLAGS
                           if FLAGS[name].value is not None]))

@@ -2,7 +2,7 @@ r"""Runs the rows of a table config into one results directory.
 
   python -m experiments.launch --config=paper_transfer_mobilenet_v2 \
       --results_dir=runs/table1 [--row=3] [--list] [--dry_run] \
-      [--data_dir=... --weights=... --train_steps=...]
+      [--seeds=0,1,2] [--data_dir=... --weights=... --train_steps=...]
 
 Each row of the config's `get_rows()` runs as its own process,
 `python -m experiments.<entry> --config=<config>@<row_id>
@@ -11,7 +11,10 @@ TensorFlow state and a failed row does not stop the others. Flags the
 launcher does not know (after its own) are passed to every row and override
 the config. Rows whose workdir already has results.json are skipped, so a
 rerun continues where the last one stopped; `--row=N` (an index or a row id)
-runs one row, e.g. as one task of a cluster job array. Each row's output goes
+runs one row, e.g. as one task of a cluster job array. `--seeds=0,1,2` (or
+a config's `SEEDS`) runs every row once per seed, into
+`<results_dir>/<row_id>-seed<N>` with `--seed=N`; the tables then show each
+cell as mean +- sample std (n) over its seeds. Each row's output goes
 to the terminal and to `<results_dir>/logs/<row_id>.log`; its command, exit
 code and wall time to `<results_dir>/logs/<row_id>.json`. Afterwards:
 `python -m experiments.make_tables --results_dir=<results_dir>`.
@@ -46,6 +49,10 @@ flags.DEFINE_bool("list", False, "Print the rows (index, id, entry, status) "
                   "and exit.", flag_values=LAUNCH_FLAGS)
 flags.DEFINE_bool("dry_run", False, "Print each row's command; run nothing.",
                   flag_values=LAUNCH_FLAGS)
+flags.DEFINE_list("seeds", None, "Run every row once per seed (e.g. 0,1,2), "
+                  "into <row_id>-seed<N>; default: the config's SEEDS, or "
+                  "one run per row with the config's seed.",
+                  flag_values=LAUNCH_FLAGS)
 flags.DEFINE_string("python", sys.executable, "Python interpreter of the rows.",
                     flag_values=LAUNCH_FLAGS)
 
@@ -54,20 +61,45 @@ RESULTS_FILE = "results.json"
 LOG_DIR = "logs"
 
 
+def expand_seeds(rows, seeds) -> list:
+  """One run per row and seed: each row gets "run_id" (its workdir) and "seed".
+
+  Args:
+    rows: from `configs.load_rows`.
+    seeds: ints, or None/empty for one run per row with the config's seed
+      (run_id = row_id, seed None: nothing is added to the command).
+
+  Raises:
+    ValueError: a seed that is not an integer, or one given twice.
+  """
+  if not seeds:
+    return [dict(row, run_id=row["row_id"], seed=None) for row in rows]
+  try:
+    seeds = [int(s) for s in seeds]
+  except ValueError as e:
+    raise ValueError(f"--seeds must be integers, e.g. 0,1,2; got {seeds}.") from e
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"--seeds repeats a seed: {seeds}.")
+  return [dict(row, run_id=f"{row['row_id']}-seed{seed}", seed=seed)
+          for row in rows for seed in seeds]
+
+
 def row_command(config: str, row: dict, results_dir: str, extra_flags,
                 python: str = "python") -> list:
   """The argv that runs `row` of table `config` into its workdir."""
+  run_id = row.get("run_id", row["row_id"])
+  seed = [f"--seed={row['seed']}"] if row.get("seed") is not None else []
   return [python, "-m", configs.ENTRY_POINTS[row["entry"]],
           f"--config={config}{configs.ROW_SEPARATOR}{row['row_id']}",
-          f"--workdir={os.path.join(results_dir, row['row_id'])}",
-          *extra_flags]
+          f"--workdir={os.path.join(results_dir, run_id)}",
+          *seed, *extra_flags]
 
 
 def row_status(row: dict, results_dir) -> str:
   """"done" (results.json written), "started" (workdir exists) or "pending"."""
   if not results_dir:
     return "pending"
-  workdir = os.path.join(results_dir, row["row_id"])
+  workdir = os.path.join(results_dir, row.get("run_id", row["row_id"]))
   if os.path.exists(os.path.join(workdir, RESULTS_FILE)):
     return "done"
   return "started" if os.path.isdir(workdir) else "pending"
@@ -131,7 +163,7 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
   outcome = {}
   log_dir = os.path.join(results_dir, LOG_DIR)
   for row in rows:
-    row_id = row["row_id"]
+    row_id = row.get("run_id", row["row_id"])
     command = row_command(config, row, results_dir, extra_flags, python)
     if row_status(row, results_dir) == "done":
       print(f"[launch] {row_id}: done already, skipped.", flush=True)
@@ -148,6 +180,7 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
     wall = time.time() - began
     _write_json_atomic(os.path.join(log_dir, f"{row_id}.json"), {
         "row_id": row_id, "config": config, "entry": row["entry"],
+        "seed": row.get("seed"),
         "command": shlex.join(command), "returncode": code, "wall_s": wall,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     outcome[row_id] = "ok" if code == 0 else f"failed (exit {code})"
@@ -173,18 +206,25 @@ def main(argv):
   if not FLAGS.config:
     _fatal(ValueError("--config is required: a table config, one of "
                       f"{', '.join(n for n in configs.available() if configs.is_table(n))}."))
+  if FLAGS.seeds and "seed" in given_flag_names(extra_flags):
+    _fatal(ValueError("Pass --seeds or --seed, not both."))
   try:
-    rows = configs.load_rows(FLAGS.config)
+    all_rows = configs.load_rows(FLAGS.config)
+    rows = all_rows
     if FLAGS.row is not None:
       rows = [configs.select_row(rows, FLAGS.row, FLAGS.config)]
+    seeds = FLAGS.seeds
+    if seeds is None and "seed" not in given_flag_names(extra_flags):
+      seeds = configs.seeds(FLAGS.config)
+    runs = expand_seeds(rows, seeds)
   except ValueError as e:
     _fatal(e)
   if FLAGS.list:
-    all_rows = configs.load_rows(FLAGS.config)
-    for index, row in enumerate(all_rows):
-      if row in rows:
-        print(f"{index:3d}  {row['row_id']}  [{row['entry']}]  "
-              f"{row_status(row, FLAGS.results_dir)}")
+    for run in runs:
+      index = all_rows.index(next(r for r in all_rows
+                                  if r["row_id"] == run["row_id"]))
+      print(f"{index:3d}  {run['run_id']}  [{run['entry']}]  "
+            f"{row_status(run, FLAGS.results_dir)}")
     return
   if not FLAGS.results_dir:
     _fatal(ValueError("--results_dir is required (except with --list)."))
@@ -193,7 +233,7 @@ def main(argv):
   except ValueError as e:
     _fatal(e)
   began = time.time()
-  outcome = launch(FLAGS.config, FLAGS.results_dir, rows, extra_flags,
+  outcome = launch(FLAGS.config, FLAGS.results_dir, runs, extra_flags,
                    FLAGS.python, dry_run=FLAGS.dry_run)
   failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
   print(f"[launch] {len(outcome)} row(s) of {FLAGS.config} in "

@@ -43,6 +43,12 @@ flags.DEFINE_string("bn_stats", _DEFAULTS.bn_stats, "BN statistics of patch "
                     "BN layers: task (re-estimated) or frozen (the base's).")
 flags.DEFINE_float("bn_momentum", None, "Momentum of training-mode BN layers "
                    "(default: the model's, 0.999 for MobileNetV2).")
+flags.DEFINE_integer("precise_bn_batches", _DEFAULTS.precise_bn_batches,
+                     "PreciseBN: before every evaluation and before writing "
+                     "the patch, recompute the statistics of the BN layers "
+                     "the run trains over this many batches of the training "
+                     "split (whole split if smaller); 0: keep the moving "
+                     "averages.")
 flags.DEFINE_bool("add_missing_scales", _DEFAULTS.add_missing_scales,
                   "Give scale-less BN layers (InceptionV3) gammas.")
 # Data.
@@ -85,6 +91,9 @@ flags.DEFINE_integer("summary_every", _DEFAULTS.summary_every,
 flags.DEFINE_float("log_every_secs", _DEFAULTS.log_every_secs,
                    "Longest time between progress lines in the log.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
+flags.DEFINE_bool("deterministic", _DEFAULTS.deterministic, "TensorFlow op "
+                  "determinism: the same command gives bit-identical weights "
+                  "on the same build and machine (slower).")
 flags.DEFINE_string("strategy", _DEFAULTS.strategy, "default, one_device, "
                     "mirrored, multi_worker or tpu.")
 flags.DEFINE_string("tpu_address", None, "TPU name or address (--strategy=tpu).")

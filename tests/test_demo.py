@@ -36,6 +36,11 @@ def test_demo_pretrains_then_trains_each_patch(tmp_path):
     assert results["config"]["weights"] == str(backbone.resolve())
     assert results["tasks"]["mnist5k_5-9"]["examples"] == 500
     assert results["command"].startswith("python -m experiments.demo ")
+    # Defaults: Keras' BN momentum, PreciseBN, op determinism.
+    assert results["config"]["bn_momentum"] is None
+    assert results["config"]["deterministic"] is True
+    assert results["bn_statistics"]["method"] == (
+        "precise_bn" if "scale_bias" in run else "none")
     assert row["trained_params"] == results["params"]["patch_trainable"]
     patch_file = workdir / run / "patches" / "mnist5k_5-9.k4p1"
     assert row["patch_bytes"] == patch_file.stat().st_size

@@ -115,6 +115,35 @@ def test_row_list_and_dry_run(tmp_path, table, fake_python):
   assert not (results / rows[2]["row_id"]).exists()
 
 
+def test_seeds_run_every_row_once_per_seed(tmp_path, table, fake_python):
+  rows = configs.load_rows(table)
+  results = tmp_path / "runs"
+  proc = run_launcher(f"--config={table}", f"--results_dir={results}", "--row=0",
+                      "--seeds=0,2", f"--python={fake_python}")
+  assert proc.returncode == 0, proc.stderr
+  row_id = rows[0]["row_id"]
+  for seed in (0, 2):
+    run_dir = results / f"{row_id}-seed{seed}"
+    argv = json.loads((run_dir / "results.json").read_text())["argv"]
+    assert argv[2:5] == [f"--config={table}@{row_id}", f"--workdir={run_dir}",
+                         f"--seed={seed}"]
+    record = json.loads((results / "logs" / f"{row_id}-seed{seed}.json").read_text())
+    assert record["seed"] == seed
+  assert sorted(os.listdir(results)) == sorted(
+      ["logs", f"{row_id}-seed0", f"{row_id}-seed2"])
+  listing = run_launcher(f"--config={table}", f"--results_dir={results}",
+                         "--seeds=0,1,2", "--list").stdout.splitlines()
+  assert [line.split()[1:] for line in listing[:3]] == [
+      [f"{row_id}-seed0", "[transfer]", "done"],
+      [f"{row_id}-seed1", "[transfer]", "pending"],
+      [f"{row_id}-seed2", "[transfer]", "done"]]
+  # A config's SEEDS is the default.
+  with_seeds = tmp_path / "seeded.py"
+  with_seeds.write_text(TABLE + "SEEDS = (3, 4)\n")
+  listing = run_launcher(f"--config={with_seeds}", "--list").stdout.splitlines()
+  assert len(listing) == 6 and listing[1].split()[1].endswith("-seed4")
+
+
 def test_bad_invocations_fail_with_one_line(tmp_path, table):
   results = f"--results_dir={tmp_path}"
   cases = [
@@ -124,6 +153,10 @@ def test_bad_invocations_fail_with_one_line(tmp_path, table):
       ([f"--config={table}", results, "--workdir=/x"], "--workdir is set by the launcher"),
       (["--config=cpu_scale", results], "needs --weights"),
       ([f"--config={table}"], "--results_dir is required"),
+      ([f"--config={table}", results, "--seeds=0,x"], "--seeds must be integers"),
+      ([f"--config={table}", results, "--seeds=1,1"], "repeats a seed"),
+      ([f"--config={table}", results, "--seeds=0,1", "--seed=3"],
+       "--seeds or --seed, not both"),
   ]
   for args, message in cases:
     proc = run_launcher(*args)

@@ -21,10 +21,18 @@ pytestmark = pytest.mark.skipif(not (ROOT / "tables.md").exists(),
 
 
 def test_every_cpu_scale_row_has_a_finished_run_with_its_settings():
-  for row in configs.load_rows("cpu_scale"):
-    results = json.loads((RUNS / row["row_id"] / "results.json").read_text())
+  seeds = configs.seeds("cpu_scale")
+  assert seeds == (0, 1, 2)
+  runs = [(row, seed) for row in configs.load_rows("cpu_scale") for seed in seeds]
+  for row, seed in runs:
+    run_dir = RUNS / f"{row['row_id']}-seed{seed}"
+    results = json.loads((run_dir / "results.json").read_text())
     config = results["config"]
     assert f"--config=cpu_scale@{row['row_id']}" in results["command"]
+    assert config["seed"] == seed and f"--seed={seed}" in results["command"]
+    # Defaults: no hand-set BN momentum; PreciseBN wherever BN trains.
+    assert config["bn_momentum"] is None and config["precise_bn_batches"] == 200
+    assert results["bn_statistics"]["method"] in ("precise_bn", "none")
     assert config["learning_rate"] == row["learning_rate"]
     assert config["train_steps"] == row["train_steps"] == results["steps"]
     assert config["image_size"] == row["image_size"]

@@ -113,6 +113,9 @@ def test_one_row_of_each_experiment_runs_through_the_launcher(workspace):
       assert resolved["tasks"] == list(datasets) and resolved["patch"] == str(patches.PatchSpec.parse(row["patch"]))
     if kind == "multires":
       assert sorted(results["tasks"]) == ["imagenet2012@32", "imagenet2012@48"]
+      # PreciseBN: each resolution's own 52 S/B layers, each at its own size.
+      assert results["bn_statistics"]["method"] == "precise_bn"
+      assert results["bn_statistics"]["layers"] == 2 * 52
     if kind == "ssd_to_imagenet":
       assert resolved["weights"].startswith("ssd_tf1:")
       assert resolved["dataset"] == "imagenet2012"

@@ -106,15 +106,19 @@ def test_multires_run_shares_one_head_and_resumes(tmp_path):
   settings = dict(workdir=str(tmp_path / "mr"), weights=None, alpha=0.35,
                   dataset="digits", resolutions=(32, 40), patch="scale_bias",
                   batch_size=8, train_steps=2, eval_every=0, checkpoint_every=0,
-                  bn_momentum=0.9, summary_every=1)
+                  summary_every=1)
   first = train.run_multitask(train.MultitaskConfig(**settings))
   assert first["experiment"] == "multires" and first["steps"] == 2
   assert set(first["tasks"]) == {"digits@32", "digits@40"}
   head = np.load(tmp_path / "mr" / "patches" / "shared_head.npz")
   assert head["kernel"].shape == (1280, 10)
+  # PreciseBN: each size's own 52 BN layers, on the digits at that size.
+  assert first["bn_statistics"]["method"] == "precise_bn"
+  assert first["bn_statistics"]["layers"] == 2 * 52
   for name in ("digits_32", "digits_40"):
     spec, arrays = patches.read_patch_file(str(tmp_path / "mr" / "patches" / f"{name}.k4p1"))
     assert not spec["has_head"] and not any(k.startswith("logits/") for k in arrays)
+    assert spec["bn_statistics"]["method"] == "precise_bn"
   # The head is counted once in the system, once per model when separate.
   assert first["separate_models_params"] - first["system_params"] > 1281 * 10
 

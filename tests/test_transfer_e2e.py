@@ -76,6 +76,16 @@ def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
   assert spec_json["spec"] == canonical and spec_json["task"] == "cifar10"
   assert sum(int(np.prod(a.shape)) for a in arrays.values()) == params["patch_stored"]
 
+  # PreciseBN (on by default) set the statistics of every BN layer the run
+  # trained in training mode, and both JSON files say so.
+  trains_bn = spec in ("scale_bias+logits", "scale+logits", "bias+logits", "full")
+  method = results["bn_statistics"]["method"]
+  assert method == ("precise_bn" if trains_bn else "none")
+  if trains_bn:
+    assert results["bn_statistics"]["layers"] == 52  # MobileNetV2's BN layers.
+    assert results["bn_statistics"]["batches"] == 2  # 6 train examples, batch 4.
+    assert spec_json["bn_statistics"]["method"] == "precise_bn"
+
   assert (workdir / "checkpoints" / "checkpoint").exists()
   assert {"train/loss", "train/accuracy", "eval/accuracy", "learning_rate",
           "images_per_sec"} <= event_tags(str(workdir / "tensorboard"))

@@ -114,6 +114,11 @@ def required_flags(name: str) -> tuple:
   return tuple(getattr(load_module(split_name(name)[0]), "REQUIRED_FLAGS", ()))
 
 
+def seeds(name: str) -> tuple:
+  """The seeds the config `name` asks every row to run with (`SEEDS`), or ()."""
+  return tuple(getattr(load_module(split_name(name)[0]), "SEEDS", ()))
+
+
 def load_rows(name: str) -> list:
   """The rows of table config `name`: get_config() merged with each row.
 

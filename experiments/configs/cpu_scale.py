@@ -1,22 +1,22 @@
-r"""CPU-scale reproduction: every table of the paper, shrunk to ~30 min on 2 cores.
+r"""CPU-scale reproduction: the paper's claims, tested in about an hour on 2 cores.
 
 An ImageNet-derived MobileNetV2 1.0 (Keras' ImageNet weights, fine-tuned on
 19 dog breeds: ../shared/data/mobilenet_v2_1.0_160_dogs.h5) transferred at
-64 px to the offline MNIST digits (`mnist5k`: 4,000 train / 1,000 test
-images, 10 classes). Rows:
+32 px (near the digits' own 28 px) to the offline MNIST digits (`mnist5k`:
+4,000 train / 1,000 test images, 10 classes). Every row runs for seeds 0, 1 and 2 (`SEEDS`). Rows:
 
-* transfer: logits, bias+logits, scale_bias+logits, depthwise+logits,
-  scale_bias+depthwise+logits and full at the paper's learning rate 0.045;
-* the Appendix B.2 sweep: logits, scale_bias+logits and full at 0.0045,
-  0.0142, 0.142 and 0.45 too;
+* transfer and the Appendix B.2 learning-rate sweep: logits,
+  scale_bias+logits, depthwise+logits, scale_bias+depthwise+logits and full,
+  each at 0.0142, 0.045 (the paper's), 0.142 and 0.45;
+* BN statistics: scale_bias+logits with `bn_stats="frozen"` (BN keeps the
+  base's statistics) next to the default re-estimated ones, at 0.045;
 * multi-task: digits 0-4 and 5-9 as two tasks on one frozen base with an
-  S/B+logits patch each, and the same two tasks trained alone (baselines);
-* ablation: bias+logits and scale_bias+logits with `bn_stats="frozen"` (BN
-  keeps the base's statistics instead of re-estimating them on the digits).
+  S/B+logits patch each, and the same two tasks trained alone (baselines).
 
-Every run is 120 steps of 64 images (~1.9 epochs of the training split)
-with BN momentum 0.9, since the default 0.999 needs thousands of steps to
-settle. Run (the --weights flag is required):
+Every run is 120 steps of 64 images (1.9 epochs of the training split) with
+the defaults: Keras' BN momentum and PreciseBN statistics (200 batches, i.e.
+the whole training split) before evaluation. Run (the --weights flag is
+required):
 
   python -m experiments.launch --config=cpu_scale \
       --results_dir=results/cpu_scale/runs \
@@ -29,10 +29,15 @@ from experiments import configs
 from experiments.configs import _paper
 
 REQUIRED_FLAGS = ("weights",)
+SEEDS = (0, 1, 2)
 DATASET = "mnist5k"
-IMAGE_SIZE = 64
-PATCHES = ("logits", "bias+logits", "scale_bias+logits", "depthwise+logits",
+IMAGE_SIZE = 32
+PATCHES = ("logits", "scale_bias+logits", "depthwise+logits",
            "scale_bias+depthwise+logits", "full")
+# Four of the paper-config sweep's five rates: 0.0045 is left out to fit the
+# hour (chosen before these runs; full fine-tuning's best at 120 steps under
+# the previous build was 0.0142).
+SWEEP_RATES = (0.0142, 0.142, 0.45)
 MULTITASK_TASKS = ("mnist5k:0-4", "mnist5k:5-9")
 MULTITASK_PATCH = "scale_bias+logits"
 
@@ -47,7 +52,6 @@ def get_config() -> dict:
       "dataset": DATASET,
       "batch_size": 64,
       "train_steps": 120,
-      "bn_momentum": 0.9,
       "eval_every": 0,
       "checkpoint_every": 0,
       "summary_every": 10,
@@ -62,12 +66,9 @@ def get_rows() -> list:
             "learning_rate": _paper.PAPER_LEARNING_RATE}]
   rows += _paper.transfer_rows("mobilenet_v2", MULTITASK_TASKS,
                                (MULTITASK_PATCH,), image_size=IMAGE_SIZE)
-  sweep = [lr for lr in _paper.LR_SWEEP if lr != _paper.PAPER_LEARNING_RATE]
-  rows += _paper.transfer_rows("mobilenet_v2", (DATASET,),
-                               _paper.LR_SWEEP_PATCHES, learning_rates=sweep,
-                               image_size=IMAGE_SIZE)
-  # Ablation: S/B patches normalising with the base's (ImageNet) statistics.
-  rows += _paper.transfer_rows("mobilenet_v2", (DATASET,),
-                               ("bias+logits", "scale_bias+logits"),
+  rows += _paper.transfer_rows("mobilenet_v2", (DATASET,), PATCHES,
+                               learning_rates=SWEEP_RATES, image_size=IMAGE_SIZE)
+  # BN statistics: the S/B patch normalising with the base's statistics.
+  rows += _paper.transfer_rows("mobilenet_v2", (DATASET,), ("scale_bias+logits",),
                                image_size=IMAGE_SIZE, bn_stats="frozen")
   return rows

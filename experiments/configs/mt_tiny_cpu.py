@@ -16,7 +16,6 @@ def get_config() -> dict:
       "tasks": ("mnist5k:5-6", "mnist5k:7-9"),
       "batch_size": 32,
       "train_steps": 100,
-      "bn_momentum": 0.9,
       "eval_every": 50,
       "checkpoint_every": 50,
       "summary_every": 10,

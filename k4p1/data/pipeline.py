@@ -78,7 +78,9 @@ def build_dataset(name: str,
                   download: bool = True,
                   split_seed: int = 0,
                   shuffle_buffer: Optional[int] = None,
-                  input_options: Optional[tf.distribute.InputOptions] = None):
+                  input_options: Optional[tf.distribute.InputOptions] = None,
+                  shuffle: Optional[bool] = None,
+                  max_batches: Optional[int] = None):
   """Builds the input pipeline of one dataset split.
 
   Args:
@@ -105,6 +107,12 @@ def build_dataset(name: str,
     input_options: with a strategy, its `tf.distribute.InputOptions`, e.g.
       `experimental_fetch_to_device=True` to prefetch each replica's batches
       to its device (`k4p1.train.performance.input_options`).
+    shuffle: eval pipelines only (`training=False`): shuffle the examples
+      once, with `seed`, before batching (the same order on every pass).
+      PreciseBN's sample of the training split needs it: its training-mode
+      forward pass normalises with each batch's statistics, so batches must
+      mix classes as training batches do. Default: False.
+    max_batches: eval pipelines only: stop after this many batches.
 
   Returns:
     A `tf.data.Dataset` of (images float32 [B, S, S, 3], labels int32 [B]), or a
@@ -117,6 +125,12 @@ def build_dataset(name: str,
   """
   info = registry.get_dataset_info(name)
   _check_positive_int(global_batch_size, "global_batch_size")
+  if training and (shuffle is not None or max_batches is not None):
+    raise ValueError("shuffle and max_batches apply to eval pipelines "
+                     "(training=False) only; training pipelines always "
+                     "shuffle and repeat.")
+  if max_batches is not None:
+    _check_positive_int(max_batches, "max_batches")
   _check_positive_int(image_size, "image_size")
   preprocess.get_preprocess_fn(architecture)  # Validates the name early.
   num_replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -137,7 +151,8 @@ def build_dataset(name: str,
     batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                   if input_context is not None else global_batch_size)
     if builder is not None:
-      ds = _tfds_examples(info, builder, split, training, seed, input_context)
+      ds = _tfds_examples(info, builder, split, training or bool(shuffle), seed,
+                          input_context)
       buffer = shuffle_buffer or min(info.num_train_examples or MAX_SHUFFLE_BUFFER,
                                      MAX_SHUFFLE_BUFFER)
     else:
@@ -155,6 +170,8 @@ def build_dataset(name: str,
               example[1]),
           num_parallel_calls=AUTOTUNE)
     else:
+      if shuffle:
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
       ds = ds.map(
           lambda image, label: (
               preprocess.eval_image(image, image_size, architecture,
@@ -162,6 +179,8 @@ def build_dataset(name: str,
               label),
           num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)
+    if max_batches is not None:
+      ds = ds.take(max_batches)
     return ds.prefetch(AUTOTUNE)
 
   if strategy is None:

@@ -10,6 +10,7 @@ from k4p1.patches.inject import named_shared_variables
 from k4p1.patches.inject import patch_info
 from k4p1.patches.inject import patch_variables
 from k4p1.patches.inject import PatchInfo
+from k4p1.patches.inject import set_bn_statistics
 from k4p1.patches.inject import set_shared_trainable
 from k4p1.patches.inject import shared_variables
 from k4p1.patches.io import atomic_write_bytes

@@ -45,6 +45,10 @@ class PatchInfo:
     shared_layers: the base's layers the task uses as they are.
     head: the task's Dense head.
     head_is_patch: whether the head is the task's own (False when passed in).
+    bn_statistics: how the moving statistics of the task's training-mode BN
+      layers were last set: {"method": "moving_average"} (training's
+      exponential averages) or {"method": "precise_bn", ...} (population
+      statistics, `k4p1.train.precise_bn`). Saved in spec.json.
   """
   spec: spec_lib.PatchSpec
   task: str
@@ -56,6 +60,8 @@ class PatchInfo:
   shared_layers: list
   head: keras.layers.Layer
   head_is_patch: bool
+  bn_statistics: dict = dataclasses.field(
+      default_factory=lambda: {"method": "moving_average"})
 
 
 # Keyed by id(model) with the model kept alive by the entry itself: a Keras
@@ -75,6 +81,13 @@ def patch_info(task_model: keras.Model) -> PatchInfo:
     raise ValueError(f"Model {task_model.name!r} was not made by "
                      "k4p1.patches.apply_patch (or load_patch).")
   return entry[1]
+
+
+def set_bn_statistics(model: keras.Model, record: dict) -> None:
+  """Records how a task model's BN statistics were set (no-op for other models)."""
+  entry = _REGISTRY.get(id(model))
+  if entry is not None and entry[0] is model:
+    entry[1].bn_statistics = dict(record)
 
 
 def leaf_layers(model: keras.Model):

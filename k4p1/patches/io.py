@@ -32,6 +32,8 @@ FORMAT = "k4p1.patch"
 FORMAT_VERSION = 1
 _SPEC_MEMBER = "spec.json"
 _WEIGHTS_MEMBER = "weights.npz"
+# Zip members carry a fixed time, so equal patches are equal files.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 class PatchFileError(ValueError):
@@ -78,6 +80,7 @@ def _spec_json(task_model, arrays) -> dict:
       "architecture": info.base.name,
       "image_size": [shape[1], shape[2]],
       "bn_stats": info.bn_stats,
+      "bn_statistics": info.bn_statistics,
       "add_missing_scales": info.add_missing_scales,
       "has_head": info.head_is_patch,
       "fingerprint_scope": "architecture" if info.spec.is_full else "weights",
@@ -94,13 +97,35 @@ def save_patch(task_model, path: str) -> None:
   """
   arrays = {k: v.numpy() for k, v in inject.named_patch_variables(task_model).items()}
   spec = _spec_json(task_model, arrays)
-  weights = io.BytesIO()
-  np.savez(weights, **arrays)
   buffer = io.BytesIO()
   with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
-    z.writestr(_SPEC_MEMBER, json.dumps(spec, indent=1, sort_keys=True))
-    z.writestr(_WEIGHTS_MEMBER, weights.getvalue())
+    _write_member(z, _SPEC_MEMBER,
+                  json.dumps(spec, indent=1, sort_keys=True).encode())
+    _write_member(z, _WEIGHTS_MEMBER, npz_bytes(arrays))
   atomic.write_bytes_atomic(os.fspath(path), buffer.getvalue())
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, payload: bytes,
+                  compression=zipfile.ZIP_DEFLATED) -> None:
+  info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+  info.compress_type = compression
+  archive.writestr(info, payload)
+
+
+def npz_bytes(arrays: dict) -> bytes:
+  """An `.npz` (what `np.load` reads) of `arrays`, sorted, with fixed times.
+
+  `np.savez` stamps each member with the current time; this writer gives the
+  same bytes for the same arrays (bit-reproducible patch files).
+  """
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as z:
+    for key in sorted(arrays):
+      member = io.BytesIO()
+      np.lib.format.write_array(member, np.asarray(arrays[key]),
+                                allow_pickle=False)
+      _write_member(z, key + ".npy", member.getvalue(), zipfile.ZIP_STORED)
+  return buffer.getvalue()
 
 
 def read_patch_file(path: str):
@@ -204,4 +229,6 @@ def load_patch(base, path: str, strict: bool = True, head=None):
     logging.warning("%s", message)
   for key, variable in variables.items():
     variable.assign(arrays[key].astype(variable.dtype))
+  inject.set_bn_statistics(task_model, spec.get("bn_statistics",
+                                                {"method": "moving_average"}))
   return task_model

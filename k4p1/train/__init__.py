@@ -26,6 +26,9 @@ from k4p1.train.multitask_config import TASK_SAMPLING
 from k4p1.train.multitask_config import TaskPlan
 from k4p1.train.multitask_sampling import sample_task
 from k4p1.train.optimizers import build_learning_rate_schedule
+from k4p1.train.precise_bn import PreciseBatchNorm
+from k4p1.train.precise_bn import PreciseBN
+from k4p1.train.precise_bn import update_bn_stats
 from k4p1.train.optimizers import build_optimizer
 from k4p1.train.optimizers import is_kernel
 from k4p1.train.optimizers import weight_decay_loss

@@ -46,7 +46,15 @@ class TransferConfig:
       "frozen" (they keep the base's statistics).
     bn_momentum: if set, the momentum of every BN layer that runs in training
       mode (the task's patch BN layers); None keeps the model's (0.999 for
-      Keras' MobileNetV2, which needs thousands of steps to settle).
+      Keras' MobileNetV2). With PreciseBN on it only shapes the statistics of
+      mid-run checkpoints.
+    precise_bn_batches: PreciseBN (`k4p1.train.precise_bn`): before every
+      evaluation and before the patch is written, the moving statistics of
+      every BN layer the run trains in training mode are replaced by
+      population statistics over this many batches of the training split
+      (eval preprocessing, shuffled; the whole split if it is smaller).
+      0: off, keep the moving averages (an ablation: short runs then
+      evaluate with mostly the base's statistics).
     add_missing_scales: give scale-less BN layers (InceptionV3) gammas.
     dataset: registry name, optionally with a label subset ("mnist5k:5-9").
     task: task name (patch layer suffix and patch file name); None: the
@@ -73,6 +81,10 @@ class TransferConfig:
     summary_every: write training scalars every this many steps.
     log_every_secs: log progress at least this often.
     seed: seed of initialisation, shuffling and augmentation.
+    deterministic: TensorFlow op determinism
+      (`tf.config.experimental.enable_op_determinism`, for the whole
+      process): the same command gives the same weights, bit for bit, on the
+      same build and machine. Off by default (some ops are slower).
     strategy: one of `STRATEGIES`.
     tpu_address: TPU name or address (strategy "tpu").
     jit_compile: compile the train step with XLA: "auto" (on with a GPU or
@@ -98,6 +110,7 @@ class TransferConfig:
   patch: str = "scale_bias+logits"
   bn_stats: str = "task"
   bn_momentum: Optional[float] = None
+  precise_bn_batches: int = 200
   add_missing_scales: bool = False
   dataset: str = "cifar100"
   task: Optional[str] = None
@@ -121,6 +134,7 @@ class TransferConfig:
   summary_every: int = 50
   log_every_secs: float = 30.0
   seed: int = 0
+  deterministic: bool = False
   strategy: str = "default"
   tpu_address: Optional[str] = None
   jit_compile: Any = "auto"
@@ -229,6 +243,7 @@ class TransferConfig:
     if self.bn_momentum is not None and not 0.0 <= self.bn_momentum < 1.0:
       raise ValueError(f"bn_momentum must be in [0, 1) or None, got "
                        f"{self.bn_momentum!r}.")
+    _check_int("precise_bn_batches", self.precise_bn_batches, minimum=0)
     if self.epsilon is not None and not self.epsilon > 0:
       raise ValueError(f"epsilon must be > 0, got {self.epsilon!r}.")
     for name in ("eval_every", "checkpoint_every"):

@@ -40,6 +40,7 @@ from k4p1 import data
 from k4p1 import eval as eval_lib
 from k4p1 import models
 from k4p1 import patches
+from k4p1.patches import io as patches_io
 from k4p1.train import loop
 from k4p1.train import multitask_config
 from k4p1.train import multitask_sampling
@@ -56,6 +57,7 @@ MANIFEST_FILE = "tasks.json"
 EXPORT_DIR = "export"
 SHARED_HEAD_FILE = os.path.join(workdir_lib.PATCH_DIR, "shared_head.npz")
 _HPARAMS = ("model", "weights", "alpha", "patch", "bn_stats", "bn_momentum",
+            "precise_bn_batches",
             "batch_size", "learning_rate", "optimizer", "shared", "task_sampling",
             "seed", "strategy")
 
@@ -87,7 +89,7 @@ def run_multitask(config: multitask_config.MultitaskConfig,
                "Resuming" if resuming else "Starting", config.experiment,
                config.model, [p.name for p in plans], config.patch,
                config.shared, workdir)
-  keras.utils.set_random_seed(config.seed)
+  performance.seed_everything(config.seed, config.deterministic)
   infos = [data.get_dataset_info(p.dataset) for p in plans]
   multires = config.experiment == "multires"
   spec = patches.PatchSpec.parse(config.patch)
@@ -117,7 +119,7 @@ def run_multitask(config: multitask_config.MultitaskConfig,
     entries = save_patches(workdir, plans, infos, task_models, config.experiment)
     if multires:
       kernel, bias = (v.numpy() for v in (head.kernel, head.bias))
-      buffer = _npz_bytes(kernel=kernel, bias=bias)
+      buffer = patches_io.npz_bytes({"kernel": kernel, "bias": bias})
       patches.atomic_write_bytes(os.path.join(workdir, SHARED_HEAD_FILE), buffer)
     write_manifest(workdir, config, entries, shared_head=multires)
     if not multires:
@@ -163,6 +165,10 @@ def train_and_evaluate(config, strategy, run_dir, experiment, command, plans,
         model, data.build_dataset(plan.dataset, info.eval_split, training=False,
                                   **args), strategy))
   trained_models = [task_models[i] for i in trained]
+  # A shared layer trained by every task gets statistics over every task's data.
+  refresh_bn = transfer.bn_statistics_updater(
+      [(task_models[i], plans[i].dataset, infos[i].train_split,
+        plans[i].image_size) for i in trained], config, strategy)
 
   with strategy.scope():
     run_state = state_lib.build_training_state(
@@ -207,7 +213,11 @@ def train_and_evaluate(config, strategy, run_dir, experiment, command, plans,
   writer.hparams({k: str(getattr(config, k)) for k in _HPARAMS},
                  trial_id=os.path.basename(os.path.abspath(run_dir)))
 
+  bn_statistics = {}
+
   def evaluate(at_step):
+    bn_statistics.clear()
+    bn_statistics.update(refresh_bn())  # Before every eval and every write.
     metrics, accuracies = {}, []
     for plan, accuracy_fn in zip(plans, eval_fns):
       result = accuracy_fn()
@@ -248,6 +258,7 @@ def train_and_evaluate(config, strategy, run_dir, experiment, command, plans,
               "trained_in_this_run": index in trained,
               "params": patches.count_params(model)}
           for index, (plan, info, model) in enumerate(zip(plans, infos, task_models))},
+      "bn_statistics": dict(bn_statistics),
       **loop.run_record(result, optimizer=optimizer,
                         steps_per_epoch=steps_in_epoch, strategy=strategy,
                         config=config, command=command),
@@ -352,9 +363,3 @@ def finish(run_dir, results, began, writer, strategy) -> dict:
   writer.close()
   return results
 
-
-def _npz_bytes(**arrays) -> bytes:
-  import io  # pylint: disable=g-import-not-at-top
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  return buffer.getvalue()

@@ -14,6 +14,17 @@ MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", True, False)
 
 
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+  """Seeds Python, NumPy, TensorFlow and Keras; optionally op determinism.
+
+  Op determinism is process-wide and cannot be switched off again, so it is
+  only turned on, never off.
+  """
+  keras.utils.set_random_seed(seed)
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
 def has_accelerator() -> bool:
   """Whether TensorFlow sees a GPU or TPU."""
   return any(d.device_type in ("GPU", "TPU")

@@ -34,6 +34,7 @@ from k4p1 import models
 from k4p1 import patches
 from k4p1.train import multitask
 from k4p1.train import multitask_config
+from k4p1.train import performance
 from k4p1.train import strategy as strategy_lib
 from k4p1.train import workdir as workdir_lib
 
@@ -95,8 +96,7 @@ def run_sequential(config: multitask_config.MultitaskConfig,
   logging.info("%s sequential run: adding %s to %s (%d earlier tasks).",
                "Resuming" if resuming else "Starting",
                [p.name for p in new_plans], workdir, len(earlier))
-  import keras  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(config.seed)
+  performance.seed_everything(config.seed, config.deterministic)
 
   earlier_plans = [multitask_config.TaskPlan(e["name"], e["dataset"], e["image_size"])
                    for e in earlier]

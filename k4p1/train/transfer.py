@@ -30,6 +30,7 @@ from k4p1.train import loop
 from k4p1.train import features_cache
 from k4p1.train import optimizers
 from k4p1.train import performance
+from k4p1.train import precise_bn
 from k4p1.train import state as state_lib
 from k4p1.train import strategy as strategy_lib
 from k4p1.train import summaries
@@ -38,7 +39,7 @@ from k4p1.train import workdir as workdir_lib
 BACKBONE_FILE = "backbone.weights.h5"
 # Hyper-parameters shown in TensorBoard's HParams tab.
 _HPARAMS = ("model", "weights", "alpha", "image_size", "patch", "bn_stats",
-            "bn_momentum", "dataset", "batch_size", "learning_rate", "optimizer",
+            "bn_momentum", "precise_bn_batches", "dataset", "batch_size", "learning_rate", "optimizer",
             "label_smoothing", "weight_decay", "seed", "strategy")
 
 
@@ -131,6 +132,38 @@ def _num_train_examples(info) -> int:
   return estimate
 
 
+def bn_statistics_updater(tasks, config, strategy) -> Callable[[], dict]:
+  """A function that sets the BN statistics a run evaluates and saves with.
+
+  With `config.precise_bn_batches` > 0 it runs PreciseBN over the trained
+  tasks' training splits (`tasks`: (model, dataset, split, image size)) and
+  returns its record; otherwise (or with no training-mode BN layer) it
+  changes nothing and says where the statistics come from.
+  """
+  precise = precise_bn.for_run(
+      tasks, num_batches=config.precise_bn_batches,
+      global_batch_size=config.batch_size, strategy=strategy,
+      data_dir=config.data_dir, seed=config.seed, architecture=config.model)
+  models = [task[0] for task in tasks]
+  if precise is None:
+    trained = precise_bn.training_mode_bn_layers(models)
+    record = ({"method": "moving_average", "layers": len(trained),
+               "momentum": config.bn_momentum} if trained
+              else {"method": "none", "layers": 0})
+    return lambda: dict(record)
+
+  def refresh() -> dict:
+    began = time.perf_counter()
+    record = precise.update()
+    record["seconds"] = round(time.perf_counter() - began, 3)
+    logging.info("PreciseBN: statistics of %d BN layers from %d batches "
+                 "(%.1f s).", record["layers"], record["batches"],
+                 record["seconds"])
+    return record
+
+  return refresh
+
+
 def _train_single_task(config: config_lib.TransferConfig, experiment: str,
                        command: Optional[str], build_task_model: Callable,
                        save_outputs: Callable) -> dict:
@@ -148,7 +181,7 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
                "Resuming" if resuming else "Starting", experiment, config.model,
                config.dataset, config.patch, workdir)
 
-  keras.utils.set_random_seed(config.seed)
+  performance.seed_everything(config.seed, config.deterministic)
   batch = config.batch_size
   steps_in_epoch = optimizers.steps_per_epoch(_num_train_examples(info), batch)
   total_steps = optimizers.total_train_steps(config.train_steps,
@@ -206,6 +239,9 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
       label_smoothing=config.label_smoothing, weight_decay=config.weight_decay,
       jit_compile=config.jit_compile)
   accuracy_fn = eval_lib.make_accuracy_fn(model, eval_dataset, strategy)
+  refresh_bn = bn_statistics_updater(
+      [(model, config.dataset, info.train_split, config.image_size)], config,
+      strategy)
   writer = summaries.SummaryWriter(workdir_lib.tensorboard_dir(workdir),
                                    enabled=chief)
   writer.hparams({k: getattr(config, k) for k in _HPARAMS},
@@ -214,6 +250,7 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
                               "params/patch_stored": params["patch_stored"]})
 
   def evaluate(at_step):
+    refresh_bn()
     metrics = accuracy_fn()
     logging.info("eval at step %d: accuracy %.4f on %d examples of %s.",
                  at_step, metrics["accuracy"], metrics["examples"],
@@ -234,6 +271,7 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
       checkpoint_every=config.checkpoint_every, evaluate=evaluate,
       eval_every=config.eval_every, write_scalars=writer.scalars,
       summary_every=config.summary_every, log_every_secs=config.log_every_secs)
+  bn_statistics = refresh_bn()  # Before the final eval and the patch file.
   final = accuracy_fn()
   writer.scalars(result.end_step, {"eval/accuracy": final["accuracy"]})
   logging.info("Final eval at step %d: accuracy %.4f on %d examples.",
@@ -249,6 +287,7 @@ def _train_single_task(config: config_lib.TransferConfig, experiment: str,
                               "examples": final["examples"],
                               "dataset": config.dataset}},
       "params": params,
+      "bn_statistics": bn_statistics,
       **loop.run_record(result, optimizer=optimizer,
                         steps_per_epoch=steps_in_epoch, strategy=strategy,
                         config=config, command=command),
