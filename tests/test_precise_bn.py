@@ -54,7 +54,8 @@ def test_any_functional_model_and_a_bn_layer_on_features():
   """A BN layer on 2-D features takes the unfused path: same exact statistics."""
   inputs = keras.Input((5,))
   hidden = keras.layers.Dense(4, name="dense")(inputs)
-  outputs = keras.layers.Dense(2)(keras.layers.BatchNormalization(name="bn")(hidden))
+  outputs = keras.layers.Dense(2, name="head")(
+      keras.layers.BatchNormalization(name="bn")(hidden))
   model = keras.Model(inputs, outputs)
   x = random_images(30)[:, 0, 0, :].repeat(2, axis=1)[:, :5]
   precise_bn.update_bn_stats(model, tf.data.Dataset.from_tensor_slices(x).batch(7))

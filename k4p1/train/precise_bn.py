@@ -186,6 +186,8 @@ class PreciseBatchNorm:
           out.append((sx, sxx, n))
         return tuple(out)
 
+      if strategy.num_replicas_in_sync == 1:
+        return run()  # Batches are never empty; a `tf.cond` would cost speed.
       # A last partial batch can leave a replica with no examples; Keras'
       # conv layers fail on empty batches on CPU, so it adds zeros instead.
       return tf.cond(tf.shape(images)[0] > 0, run, zeros)
