@@ -62,7 +62,8 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
              alpha: float, image_size: int, batch_size: int,
              pretrain_steps: int, steps: int, learning_rate: float,
              bn_momentum=None, seed: int = 0, data_dir=None,
-             command=None, precise_bn_batches: int = 200,
+             command=None,
+             precise_bn_batches: int = train.TransferConfig.precise_bn_batches,
              deterministic: bool = True) -> dict:
   """Pretrains a backbone, then trains each patch on it; returns the rows.
 

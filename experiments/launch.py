@@ -220,10 +220,9 @@ def main(argv):
   except ValueError as e:
     _fatal(e)
   if FLAGS.list:
+    index = {row["row_id"]: i for i, row in enumerate(all_rows)}
     for run in runs:
-      index = all_rows.index(next(r for r in all_rows
-                                  if r["row_id"] == run["row_id"]))
-      print(f"{index:3d}  {run['run_id']}  [{run['entry']}]  "
+      print(f"{index[run['row_id']]:3d}  {run['run_id']}  [{run['entry']}]  "
             f"{row_status(run, FLAGS.results_dir)}")
     return
   if not FLAGS.results_dir:
