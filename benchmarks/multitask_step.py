@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 
 import bench_util  # Beside this script (benchmarks/).
+from k4p1 import atomic  # Standard library only: the parent stays TF-free.
 
 _NUM_TASKS = flags.DEFINE_list("num_tasks", ["1", "5"], "Task counts K.")
 _SPEC = flags.DEFINE_string("patch", "scale_bias+logits", "Patch of every task.")
@@ -133,12 +134,7 @@ def main(argv):
       "batch_size_per_task": _BATCH_SIZE.value, "steps_per_round": _STEPS.value,
       "rounds": _ROUNDS.value, "load_average_before": load_before,
       "load_average_after": os.getloadavg(), "results": rows}
-  directory = os.path.dirname(os.path.abspath(_OUTPUT.value))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f".multitask_step.{os.getpid()}.tmp")
-  with open(tmp, "w") as f:
-    json.dump(report, f, indent=2)
-  os.replace(tmp, _OUTPUT.value)
+  atomic.write_text_atomic(_OUTPUT.value, json.dumps(report, indent=2))
   print(f"{_SPEC.value}, {_IMAGE_SIZE.value} px, batch {_BATCH_SIZE.value} per "
         f"task; load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
   print(f"| K | s/step | images/sec | peak RSS MB | time vs K={reference} | "

@@ -20,12 +20,13 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 
 from absl import app
 from absl import flags
 import numpy as np
+
+from k4p1 import atomic  # Standard library only: the parent stays TF-free.
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["224", "96"], "Input sizes (px).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -140,11 +141,7 @@ def main(argv):
              "cores": os.cpu_count(), "load_average": os.getloadavg(),
              "batch_size": _BATCH_SIZE.value, "batches": _BATCHES.value,
              "results": results}
-  directory = os.path.dirname(os.path.abspath(_OUTPUT.value))
-  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, _OUTPUT.value)
+  atomic.write_text_atomic(_OUTPUT.value, json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
+from k4p1 import atomic
 from k4p1 import models
 from k4p1 import patches
 from k4p1 import train
@@ -106,11 +107,10 @@ def main(argv):
     print(f"| {name} | {ms:.1f} |")
   print(f"| (all op types) | {sum(per_step.values()):.1f} |")
   if _OUTPUT.value:
-    with open(_OUTPUT.value + ".tmp", "w") as f:
-      json.dump({"patch": _PATCH.value, "image_size": size, "batch_size": batch,
-                 "fused_batch_norm": _FUSED_BN.value, "step_ms": step_ms,
-                 "op_ms_per_step": per_step}, f, indent=2)
-    os.replace(_OUTPUT.value + ".tmp", _OUTPUT.value)
+    atomic.write_text_atomic(_OUTPUT.value, json.dumps(
+        {"patch": _PATCH.value, "image_size": size, "batch_size": batch,
+         "fused_batch_norm": _FUSED_BN.value, "step_ms": step_ms,
+         "op_ms_per_step": per_step}, indent=2))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from absl import app
 from absl import flags
 
 import bench_util  # Beside this script (benchmarks/).
+from k4p1 import atomic  # Standard library only: the parent stays TF-free.
 
 REGIMES = ("full", "scale_bias+logits", "scale_bias+depthwise+logits", "logits",
            "logits_cached", "keras_fit", "inference")
@@ -235,15 +236,6 @@ class _Worker:
     bench_util.stop(self.process)
 
 
-def _write_json_atomic(path: str, payload: dict) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)
-
-
 def measure_size(size: int, regimes, argv) -> dict:
   """Round-robin timing of every regime at one image size."""
   workers = []
@@ -316,7 +308,9 @@ def main(argv):
   for size in (int(s) for s in _IMAGE_SIZES.value):
     results[str(size)] = measure_size(size, _REGIMES.value, sys.argv)
     print(f"{size} px done after {time.time() - began:.0f} s", file=sys.stderr)
-    _write_json_atomic(_OUTPUT.value, _report(results, load_before, began))
+    atomic.write_text_atomic(
+        _OUTPUT.value,
+        json.dumps(_report(results, load_before, began), indent=2))
   print(f"load average before {load_before[0]:.2f}, after "
         f"{os.getloadavg()[0]:.2f}; fused_batch_norm={_FUSED_BN.value}")
   print("| px | regime | trained params | images/sec (median) | best | "

@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from k4p1 import atomic
 from k4p1 import train
 
 DEMO_PATCHES = ("logits", "scale_bias+logits", "depthwise+logits",
@@ -44,7 +45,7 @@ flags.DEFINE_float("learning_rate", 0.045, "Learning rate per 96 images "
 flags.DEFINE_float("bn_momentum", None, "Momentum of training-mode BN layers "
                    "(default: the model's, Keras' 0.999; PreciseBN sets the "
                    "statistics that evaluation and the patches use).")
-flags.DEFINE_integer("precise_bn_batches", train.TransferConfig.precise_bn_batches,
+flags.DEFINE_integer("precise_bn_batches", train.RunConfig.precise_bn_batches,
                      "PreciseBN batches (0: keep the moving averages).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("deterministic", True, "TensorFlow op determinism: the same "
@@ -63,7 +64,7 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
              pretrain_steps: int, steps: int, learning_rate: float,
              bn_momentum=None, seed: int = 0, data_dir=None,
              command=None,
-             precise_bn_batches: int = train.TransferConfig.precise_bn_batches,
+             precise_bn_batches: int = train.RunConfig.precise_bn_batches,
              deterministic: bool = True) -> dict:
   """Pretrains a backbone, then trains each patch on it; returns the rows.
 
@@ -78,7 +79,7 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
                 precise_bn_batches=precise_bn_batches,
                 deterministic=deterministic, eval_every=0, checkpoint_every=100, summary_every=10)
   began = time.time()
-  pretrain = train.pretrain_backbone(train.TransferConfig(
+  pretrain = train.pretrain_backbone(train.RunConfig(
       workdir=os.path.join(workdir, "pretrain"), weights=None,
       dataset=pretrain_dataset, train_steps=pretrain_steps, **common),
       command=command)
@@ -88,7 +89,7 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
   rows = []
   for spec in patch_specs:
     started = time.time()
-    results = train.run_transfer(train.TransferConfig(
+    results = train.run(train.RunConfig(
         workdir=os.path.join(workdir, spec.replace("+", "_")),
         weights=pretrain["backbone_weights"], dataset=dataset, patch=spec,
         train_steps=steps, **common), command=command)
@@ -143,10 +144,7 @@ def main(argv):
                           if FLAGS[name].value is not None]))
   table = format_table(demo)
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  with open(os.path.join(FLAGS.workdir, "table.md.tmp"), "w") as f:
-    f.write(table + "\n")
-  os.replace(os.path.join(FLAGS.workdir, "table.md.tmp"),
-             os.path.join(FLAGS.workdir, "table.md"))
+  atomic.write_text_atomic(os.path.join(FLAGS.workdir, "table.md"), table + "\n")
   train.write_json_atomic(os.path.join(FLAGS.workdir, "demo.json"),
                           {"rows": demo["rows"], "wall_s": demo["wall_s"]})
   print(table)

@@ -25,13 +25,14 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 
 from absl import app
 from absl import flags
 
 from experiments import configs
+from k4p1 import atomic
+from k4p1 import workdir as workdir_lib
 
 # The launcher's own flags live apart from absl's global FLAGS: the entry
 # points define flags of the same names (--config) and a process (a test) may
@@ -57,7 +58,7 @@ flags.DEFINE_string("python", sys.executable, "Python interpreter of the rows.",
                     flag_values=LAUNCH_FLAGS)
 
 FLAGS = LAUNCH_FLAGS
-RESULTS_FILE = "results.json"
+RESULTS_FILE = workdir_lib.RESULTS_FILE
 LOG_DIR = "logs"
 
 
@@ -129,17 +130,6 @@ def check_required(config: str, rows, extra_flags) -> None:
                      f"({'; '.join(h.split('pass ', 1)[1] for h in hints)}).")
 
 
-def _write_json_atomic(path: str, payload) -> None:
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def run_row(command, log_path: str) -> int:
   """Runs `command`, copying its output to stdout and `log_path`; its exit code."""
   with open(log_path, "a", encoding="utf-8") as log:
@@ -178,11 +168,13 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
     began = time.time()
     code = run_row(command, os.path.join(log_dir, f"{row_id}.log"))
     wall = time.time() - began
-    _write_json_atomic(os.path.join(log_dir, f"{row_id}.json"), {
+    record = {
         "row_id": row_id, "config": config, "entry": row["entry"],
         "seed": row.get("seed"),
         "command": shlex.join(command), "returncode": code, "wall_s": wall,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic.write_text_atomic(os.path.join(log_dir, f"{row_id}.json"),
+                             json.dumps(record, indent=2, sort_keys=True))
     outcome[row_id] = "ok" if code == 0 else f"failed (exit {code})"
     print(f"[launch] {row_id}: {outcome[row_id]} in {wall:.0f} s.", flush=True)
   return outcome

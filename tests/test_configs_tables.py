@@ -21,8 +21,7 @@ def config_for(row, workdir):
   for key, value in values.items():
     if configs.is_required_placeholder(value):
       values[key] = None  # What e.g. --weights=none gives.
-  cls = train.MultitaskConfig if row["entry"] == "multitask" else train.TransferConfig
-  return cls.from_dict({**values, "workdir": str(workdir)})
+  return train.RunConfig.from_dict({**values, "workdir": str(workdir)})
 
 
 def test_every_table_is_listed_and_has_rows():
@@ -41,7 +40,7 @@ def test_every_row_is_a_valid_config_of_its_entry(name, tmp_path):
   for row in rows:
     assert re.fullmatch(r"[A-Za-z0-9_.+=-]+", row["row_id"]), row["row_id"]
     assert row["entry"] in configs.ENTRY_POINTS
-    config_for(row, tmp_path).validate()  # Raises on any bad field.
+    train.check_config(config_for(row, tmp_path))  # Raises on any bad field.
 
 
 def test_paper_transfer_tables_have_the_papers_grid():
@@ -83,7 +82,7 @@ def test_multitask_and_multires_rows_use_the_multitask_entry():
   assert {r["shared"] for r in multitask} == {"frozen", "trained"}
   multires = configs.load_rows("paper_multires")
   for row in multires:
-    config = config_for(row, "/tmp/unused").resolved()
+    config = train.resolve(config_for(row, "/tmp/unused")).config
     assert config.experiment == "multires" and len(config.resolutions) >= 3
 
 
@@ -93,10 +92,10 @@ def test_ssd_config_needs_weights_and_has_the_baselines(tmp_path):
   assert all(r["dataset"] == "imagenet2012" and r["image_size"] == 224 for r in rows)
   assert configs.required_flags("ssd_to_imagenet") == ("weights",)
   # Run without --weights, the placeholder stops the run at validation.
-  config = train.TransferConfig.from_dict(
+  config = train.RunConfig.from_dict(
       {**configs.load_overrides("ssd_to_imagenet"), "workdir": str(tmp_path)})
   with pytest.raises(ValueError, match="--weights=ssd_tf1:"):
-    config.validate()
+    train.check_config(config)
 
 
 def test_cpu_scale_covers_every_patch_the_sweep_and_a_multitask_run():

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from helpers import data_testing
 from k4p1 import data
-from k4p1.data import testing as data_testing
 
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "cars196",
                  "oxford_flowers102", "places365_small", "fgvc_aircraft")

@@ -18,14 +18,14 @@ import pytest
 
 from experiments import configs
 from experiments import launch
-from k4p1.data import testing as data_testing
+from helpers import ckpt_writers
+from helpers import data_testing
 from k4p1 import patches
 from k4p1 import report
 from k4p1 import train
-from k4p1.models import ckpt_writers
 
 NUM_EXAMPLES = 6
-DEFAULT_LR = train.TransferConfig().learning_rate
+DEFAULT_LR = train.RunConfig().learning_rate
 TINY = ("--alpha=0.35", "--batch_size=4", "--train_steps=2", "--summary_every=1")
 MOCK_PYTHON = textwrap.dedent("""\
     #!{python}

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import calibration
 from k4p1 import models
 from k4p1 import patches
 
@@ -156,7 +157,7 @@ def test_calibrate_batchnorm_sets_statistics_and_restores_flags():
   base.get_layer("bn_Conv1").trainable = False
   x = np.random.RandomState(0).uniform(-1, 1, (16, 32, 32, 3)).astype("float32")
   before = float(np.abs(base(x).numpy()).max())
-  models.calibrate_batchnorm(base, x)
+  calibration.calibrate_batchnorm(base, x)
   assert base.get_layer("bn_Conv1").trainable is False
   assert base.get_layer("bn_Conv1").momentum == 0.99 or base.get_layer("bn_Conv1").momentum == 0.999
   after = base(x, training=False).numpy()

@@ -1,4 +1,4 @@
-"""MultitaskConfig validation, the task samplers, flags, and a multires run."""
+"""Multi-task RunConfig validation, the task samplers, flags, and a multires run."""
 
 import collections
 import json
@@ -8,6 +8,7 @@ from absl.testing import flagsaver
 import numpy as np
 import pytest
 
+from experiments import config_flags
 from experiments import multitask
 from k4p1 import patches
 from k4p1 import train
@@ -24,15 +25,15 @@ def config(**overrides):
   values = dict(workdir="/tmp/unused", weights=None, alpha=0.35, image_size=32,
                 tasks=("mnist5k:5-6", "mnist5k:7-9"))
   values.update(overrides)
-  return train.MultitaskConfig(**values)
+  return train.RunConfig(**values)
 
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(shared="both"), "valid choices: frozen, trained"),
     (dict(task_sampling="random"), "valid choices: all, round_robin, proportional"),
-    (dict(tasks=()), "tasks is empty"),
+    (dict(tasks=()), "No task: set dataset"),
     (dict(tasks=("mnist5k:5-6", "nosuchset")), "Unknown dataset 'nosuchset'"),
-    (dict(task_names=("a",)), "task_names has 1 entries for 2 tasks"),
+    (dict(task_names=("a",)), "task_names has 1 entries for the 2 tasks"),
     (dict(tasks=("digits", "digits")), "repeat a name"),
     (dict(task_names=("a@1", "a:1")), "repeat a name"),
     (dict(task_names=("a b", "c")), "Invalid task names"),
@@ -43,23 +44,24 @@ def config(**overrides):
     (dict(tasks=(), image_size=None, dataset="digits", resolutions=(32,),
           patch="logits"), "per-resolution kinds"),
     (dict(image_size=None, dataset="digits", resolutions=(32, 40)),
-     "do not also pass tasks"),
+     "or tasks .* not both"),
     (dict(image_sizes=(32, 8)), "image size must be an integer >= 32"),
 ])
 def test_validate_names_the_bad_value(overrides, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-    config(**overrides).validate()
+    train.check_config(config(**overrides))
 
 
 def test_resolved_fills_names_and_sizes():
-  resolved = config(image_size=None, image_sizes=(32, 40)).resolved()
+  resolved = train.resolve(config(image_size=None, image_sizes=(32, 40))).config
   assert resolved.task_names == ("mnist5k_5-6", "mnist5k_7-9")
   assert resolved.export_image_size == 40 and resolved.dataset is None
-  multires = config(tasks=(), image_size=None, dataset="digits",
-                    resolutions=(48, 32)).resolved()
-  assert [p.name for p in multires.task_plans()] == ["digits@48", "digits@32"]
-  assert [p.model_name for p in multires.task_plans()] == ["digits_48", "digits_32"]
+  multires = train.resolve(config(tasks=(), image_size=None, dataset="digits",
+                                  resolutions=(48, 32)))
+  assert [p.name for p in multires.tasks] == ["digits@48", "digits@32"]
+  assert [p.model_name for p in multires.tasks] == ["digits_48", "digits_32"]
   assert multires.experiment == "multires"
+  assert str(multires.spec) == "scale_bias"  # The head is shared: no logits.
 
 
 def test_samplers_are_pure_functions_of_step_and_seed():
@@ -97,7 +99,7 @@ def test_sequential_needs_a_finished_run(tmp_path, capsys):
 def test_multires_flags_replace_the_configs_tasks(tmp_path):
   with flagsaver.flagsaver(workdir=str(tmp_path), config="mt_tiny_cpu",
                            dataset="digits", resolutions=["32", "40"]):
-    built = multitask.build_config(FLAGS)
+    built = config_flags.build_config(FLAGS)
   assert built.tasks == () and built.image_size is None
   assert built.resolutions == (32, 40) and built.alpha == 0.35
 
@@ -107,7 +109,7 @@ def test_multires_run_shares_one_head_and_resumes(tmp_path):
                   dataset="digits", resolutions=(32, 40), patch="scale_bias",
                   batch_size=8, train_steps=2, eval_every=0, checkpoint_every=0,
                   summary_every=1)
-  first = train.run_multitask(train.MultitaskConfig(**settings))
+  first = train.run(train.RunConfig(**settings))
   assert first["experiment"] == "multires" and first["steps"] == 2
   assert set(first["tasks"]) == {"digits@32", "digits@40"}
   head = np.load(tmp_path / "mr" / "patches" / "shared_head.npz")
@@ -127,7 +129,7 @@ def test_multires_run_shares_one_head_and_resumes(tmp_path):
   (grid,) = grids.build_multires_grids([run])
   assert grid.dataset == "digits" and grid.columns == [32, 40]
 
-  second = train.run_multitask(train.MultitaskConfig(**dict(settings, train_steps=3)))
+  second = train.run(train.RunConfig(**dict(settings, train_steps=3)))
   assert second["resumed_from_step"] == 2 and second["steps"] == 3
   assert second["optimizer_steps"] == 3
   saved = json.loads((tmp_path / "mr" / "results.json").read_text())

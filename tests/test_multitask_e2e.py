@@ -21,8 +21,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from experiments import multitask
+from helpers import data_testing
 from k4p1 import data
-from k4p1.data import testing as data_testing
 from k4p1 import models
 from k4p1 import patches
 

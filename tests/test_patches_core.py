@@ -1,10 +1,14 @@
 """Tests of the patch injection pass: sharing, identity at injection, training isolation."""
 
+import gc
+import weakref
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import calibration
 from k4p1 import models
 from k4p1 import patches
 
@@ -16,7 +20,7 @@ def tiny_base(seed=0):
   """A tiny MobileNetV2 whose BN statistics are calibrated, like a trained one's."""
   keras.utils.set_random_seed(seed)
   base = models.build_backbone("mobilenet_v2", 32, weights=None, alpha=0.35)
-  models.calibrate_batchnorm(base, images(32, seed=seed + 100))
+  calibration.calibrate_batchnorm(base, images(32, seed=seed + 100))
   return base
 
 
@@ -186,6 +190,48 @@ def test_set_shared_trainable_unfreezes_the_base():
   assert len(task.trainable_variables) > n_patch
   patches.set_shared_trainable([task], False)
   assert len(task.trainable_variables) == n_patch
+
+
+def test_patch_info_is_not_tracked_by_keras_or_checkpoints(tmp_path):
+  base = tiny_base()
+  task = patches.apply_patch(base, "scale_bias+logits", task="a", num_classes=3)
+  assert patches.patch_info(task).base is base
+  # The info holds the base and layers; none of them may become extra weights
+  # or checkpoint dependencies of the task model.
+  layer_weights = [id(v) for layer in task.layers for v in layer.weights]
+  assert sorted(id(v) for v in task.weights) == sorted(layer_weights)
+  prefix = tf.train.Checkpoint(model=task).write(str(tmp_path / "ckpt"))
+  names = [name for name, _ in tf.train.list_variables(prefix)]
+  assert len(names) == len(task.weights) + 1  # + save_counter.
+  assert not [name for name in names if "patch_info" in name]
+
+
+def test_task_model_is_garbage_collected_after_del():
+  base = tiny_base()
+  task = patches.apply_patch(base, "scale_bias+logits", task="a", num_classes=3)
+  task(images(), training=True)
+  assert patches.patch_variables(task)
+  ref = weakref.ref(task)
+  del task
+  gc.collect()
+  assert ref() is None, "something still holds the task model"
+  # The base outlives its tasks and takes new ones.
+  again = patches.apply_patch(base, "scale_bias+logits", task="a", num_classes=3)
+  assert patches.patch_info(again).task == "a"
+
+
+def test_patch_info_of_an_unpatched_model_is_a_clear_error():
+  base = tiny_base()
+  task = patches.apply_patch(base, "scale_bias+logits", task="a", num_classes=3)
+  # A clone is a new model: it was not made by apply_patch either.
+  for model in (base, keras.models.clone_model(task)):
+    with pytest.raises(ValueError, match=f"Model '{model.name}' was not made by "
+                       r"k4p1.patches.apply_patch \(or load_patch\)"):
+      patches.patch_info(model)
+    with pytest.raises(ValueError, match="was not made by"):
+      patches.patch_variables(model)
+  patches.set_bn_statistics(base, {"method": "precise_bn"})  # No-op, no error.
+  assert patches.patch_info(task).bn_statistics == {"method": "moving_average"}
 
 
 @pytest.mark.parametrize("text, expected", [

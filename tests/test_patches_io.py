@@ -1,8 +1,10 @@
 """Tests of patch files: exact round trips, foreign bases, corrupt files, atomic writes."""
 
+import gc
 import io
 import json
 import os
+import weakref
 import zipfile
 
 import keras
@@ -112,6 +114,21 @@ def test_full_patch_loads_onto_any_base_of_the_architecture(tmp_path):
   patches.save_patch(task, path)
   loaded = patches.load_patch(tiny_base(seed=1), path)
   np.testing.assert_array_equal(loaded(x).numpy(), task(x).numpy())
+
+
+def test_loaded_task_model_carries_its_info_and_is_garbage_collected(tmp_path):
+  base = tiny_base()
+  task = patches.apply_patch(base, "scale_bias+logits", task="t", num_classes=3)
+  path = str(tmp_path / "t.k4p1")
+  patches.save_patch(task, path)
+  copy = fresh_copy(base)
+  loaded = patches.load_patch(copy, path)
+  assert patches.patch_info(loaded).base is copy
+  assert patches.patch_info(loaded).bn_statistics == patches.patch_info(task).bn_statistics
+  refs = [weakref.ref(task), weakref.ref(loaded)]
+  del task, loaded
+  gc.collect()
+  assert [ref() for ref in refs] == [None, None]
 
 
 def test_shared_head_patch_needs_the_head(tmp_path):

@@ -76,8 +76,9 @@ def test_cache_features_refuses_patches_that_train_the_backbone():
   with pytest.raises(ValueError, match="needs patch 'logits'"):
     features_cache.split_logits_model(_task("scale_bias+logits"))
   with pytest.raises(ValueError, match="cache_features needs patch 'logits'"):
-    train.TransferConfig(workdir="w", patch="scale_bias+logits",
-                         cache_features=True).validate()
+    train.check_config(train.RunConfig(workdir="w", dataset="cifar100",
+                                       patch="scale_bias+logits",
+                                       cache_features=True))
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -114,7 +115,7 @@ def test_jit_compile_auto_is_off_on_cpu():
   assert not performance.has_accelerator()
   assert performance.resolve_jit_compile("auto") is False
   assert performance.resolve_jit_compile("true") is True
-  assert train.TransferConfig(workdir="w").resolved().jit_compile is False
+  assert train.resolve(train.RunConfig(workdir="w", dataset="cifar100")).config.jit_compile is False
   with pytest.raises(ValueError, match="valid choices: auto, true, false"):
     performance.resolve_jit_compile("sometimes")
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import calibration
 from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
 from k4p1 import train
 from k4p1.eval import accuracy as accuracy_lib
-from k4p1.models import calibration
 from k4p1.train import precise_bn
 
 
@@ -205,5 +205,5 @@ def test_keras_callback_sets_statistics_during_fit():
 
 def test_bad_precise_bn_batches_is_refused_early(tmp_path):
   with pytest.raises(ValueError, match="precise_bn_batches must be an integer >= 0"):
-    train.TransferConfig(workdir=str(tmp_path), dataset="digits",
-                         precise_bn_batches=-1).validate()
+    train.check_config(train.RunConfig(workdir=str(tmp_path), dataset="digits",
+                                       precise_bn_batches=-1))

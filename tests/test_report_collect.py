@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from helpers import report_testing as testing
 from k4p1.report import collect
-from k4p1.report import testing
 
 
 def test_collect_finds_results_at_any_depth_sorted_by_workdir(tmp_path):

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from helpers import report_testing as testing
 from k4p1 import report
-from k4p1.report import testing
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

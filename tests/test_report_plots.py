@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from helpers import report_testing as testing
 from k4p1.report import collect
 from k4p1.report import grids as grids_lib
 from k4p1.report import plots
-from k4p1.report import testing
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -2,10 +2,10 @@
 
 import pytest
 
+from helpers import report_testing as testing
 from k4p1.report import collect
 from k4p1.report import grids as grids_lib
 from k4p1.report import tables
-from k4p1.report import testing
 
 CAPTION_PAPER = ("Paper numbers: Mudrakarta et al., \"K for the Price of 1\", ICLR 2019 "
                  "(arXiv 1810.10703); InceptionV3, 299 px, top-1 %, quoted by TinyTL "

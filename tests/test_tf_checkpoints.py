@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import ckpt_writers
 from k4p1.models import checkpoint_names
-from k4p1.models import ckpt_writers
 from k4p1.models import tf_checkpoints
 
 Mismatch = tf_checkpoints.CheckpointMismatchError

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import ckpt_writers
 from k4p1.models import ckpt_mapping
-from k4p1.models import ckpt_writers
 from k4p1.models import tf_checkpoints
 
 _SIZE = 75  # keras.applications.InceptionV3's minimum input size

@@ -1,4 +1,4 @@
-"""TransferConfig validation, the recipe's hyper-rules, workdir and summaries."""
+"""RunConfig validation, the recipe's hyper-rules, workdir and summaries."""
 
 import json
 import os
@@ -11,11 +11,11 @@ import tensorflow as tf
 from k4p1 import train
 from k4p1.train import optimizers
 from k4p1.train import summaries
-from k4p1.train import workdir as workdir_lib
+from k4p1 import workdir as workdir_lib
 
 
 def test_defaults_are_the_papers_recipe():
-  config = train.TransferConfig(workdir="w").resolved()
+  config = train.resolve(train.RunConfig(workdir="w", dataset="cifar100")).config
   assert (config.optimizer, config.rmsprop_rho, config.momentum, config.epsilon) == (
       "rmsprop", 0.9, 0.9, 1.0)
   assert (config.learning_rate, config.lr_reference_batch) == (0.045, 96)
@@ -43,19 +43,19 @@ def test_defaults_are_the_papers_recipe():
     (dict(workdir=""), "workdir is required"),
 ])
 def test_validate_names_the_bad_value_and_the_choices(overrides, fragment):
-  config = train.TransferConfig(workdir="w").replace(**overrides)
+  config = train.RunConfig(workdir="w", dataset="cifar100").replace(**overrides)
   with pytest.raises(ValueError, match=fragment.replace("+", r"\+")):
-    config.validate()
+    train.check_config(config)
 
 
 def test_unknown_config_field_is_rejected():
   with pytest.raises(ValueError, match="Unknown config field.*learning_rate"):
-    train.TransferConfig.from_dict({"lr": 0.1})
+    train.RunConfig.from_dict({"lr": 0.1})
 
 
 def test_derived_names_and_weights():
-  config = train.TransferConfig(workdir="w", dataset="mnist5k:5-9", weights="none",
-                                optimizer="adam").resolved()
+  config = train.resolve(train.RunConfig(
+      workdir="w", dataset="mnist5k:5-9", weights="none", optimizer="adam")).config
   assert config.task == "mnist5k_5-9" and config.weights is None
   assert config.image_size == 64  # The offline dataset's own default.
   assert config.epsilon == 1e-7
@@ -108,7 +108,8 @@ def test_write_json_atomic_replaces_whole_files(tmp_path):
 
 
 def test_rerun_check_refuses_another_run(tmp_path):
-  config = train.TransferConfig(workdir=str(tmp_path)).resolved().to_dict()
+  config = train.resolve(train.RunConfig(workdir=str(tmp_path),
+                                         dataset="cifar100")).config.to_dict()
   fields = train.IDENTITY_FIELDS
   assert not workdir_lib.check_rerun(str(tmp_path), config, fields)
   workdir_lib.write_json_atomic(workdir_lib.config_path(str(tmp_path)),
@@ -123,7 +124,8 @@ def test_rerun_check_refuses_another_run(tmp_path):
 
 def test_rerun_check_refuses_a_foreign_directory(tmp_path):
   (tmp_path / "checkpoints").mkdir()
-  config = train.TransferConfig(workdir=str(tmp_path)).resolved().to_dict()
+  config = train.resolve(train.RunConfig(workdir=str(tmp_path),
+                                         dataset="cifar100")).config.to_dict()
   with pytest.raises(train.WorkdirMismatchError, match="no config.json"):
     workdir_lib.check_rerun(str(tmp_path), config, train.IDENTITY_FIELDS)
 

@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from experiments import config_flags
 from experiments import transfer
-from k4p1.data import testing as data_testing
+from helpers import data_testing
 from k4p1 import patches
 
 FLAGS = flags.FLAGS
@@ -105,7 +106,7 @@ def test_bad_flag_values_fail_before_building_anything(tmp_path, capsys):
 def test_config_file_is_overridden_by_given_flags(tmp_path):
   with flagsaver.flagsaver(workdir=str(tmp_path), config="tiny_cpu",
                            train_epochs=2.0, patch="logits"):
-    config = transfer.build_config(FLAGS)
+    config = config_flags.build_config(FLAGS)
   assert config.image_size == 32 and config.alpha == 0.35  # From the config.
   assert config.patch == "logits"  # Flag beats the config's default.
   # A length given as a flag replaces the config's other length.

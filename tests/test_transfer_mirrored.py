@@ -15,16 +15,12 @@ STEPS = 30
 
 
 @pytest.fixture(scope="module")
-def backbone_file():
-  from conftest import SHARED_DATA  # pylint: disable=g-import-not-at-top
-  path = SHARED_DATA / "mobilenet_v2_1.0_160_dogs.h5"
-  if not path.exists():
-    pytest.skip(f"{path} not present")
-  return str(path)
+def backbone_file(shared_data):
+  return str(shared_data / "mobilenet_v2_1.0_160_dogs.h5")
 
 
 def _run(strategy, workdir, weights, train_steps=STEPS, **overrides):
-  return train.run_transfer(train.TransferConfig(
+  return train.run(train.RunConfig(
       workdir=str(workdir), weights=weights, image_size=32, dataset="digits",
       patch="logits", batch_size=32, train_steps=train_steps, eval_every=0,
       checkpoint_every=0, strategy=strategy, seed=0, **overrides))

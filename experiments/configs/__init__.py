@@ -20,6 +20,8 @@ import os
 import pkgutil
 import re
 
+from k4p1.train import config as config_lib
+
 # Entry points a table row can name, and the module each one runs.
 ENTRY_POINTS = {"transfer": "experiments.transfer",
                 "multitask": "experiments.multitask"}
@@ -140,7 +142,7 @@ def load_rows(name: str) -> list:
     if not isinstance(overrides, dict):
       raise ValueError(f"Row {index} of config {name!r} is not a dict: "
                        f"{overrides!r}.")
-    row = {**base, **overrides}
+    row = config_lib.merge_overrides(base, overrides)
     row.setdefault("entry", DEFAULT_ENTRY)
     if row["entry"] not in ENTRY_POINTS:
       raise ValueError(f"Row {index} of config {name!r} has entry "

@@ -4,7 +4,7 @@ CIFAR-10, CIFAR-100, Stanford Cars, FGVC Aircraft, Oxford Flowers-102 at
 224 px and Places365 at 256 px, each with the patches logits,
 scale_bias+logits, depthwise+logits, scale_bias+depthwise+logits and full
 fine-tuning (30 rows), all with the paper's recipe (RMSProp, learning rate
-0.045, x0.98 every 2.5 epochs; `k4p1.train.TransferConfig` defaults).
+0.045, x0.98 every 2.5 epochs; `k4p1.train.RunConfig` defaults).
 
   python -m experiments.launch --config=paper_transfer_mobilenet_v2 \
       --results_dir=runs/transfer_mobilenet_v2 --data_dir=...

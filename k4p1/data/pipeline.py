@@ -64,7 +64,7 @@ def _offline_examples(info, split, data_dir, split_seed, input_context):
   return ds, len(arrays.labels)
 
 
-def build_dataset(name: str,
+def build_dataset(name: "str | registry.DatasetInfo",
                   split: str,
                   global_batch_size: int,
                   image_size: int,
@@ -84,7 +84,8 @@ def build_dataset(name: str,
   """Builds the input pipeline of one dataset split.
 
   Args:
-    name: registry name, optionally with a label subset (`"mnist5k:0-4"`).
+    name: registry name, optionally with a label subset (`"mnist5k:0-4"`),
+      or its resolved `DatasetInfo` (`get_dataset_info`).
     split: split name; TFDS split syntax (`"train[:90%]"`) for TFDS datasets,
       `"train"` or `"test"` for offline ones. See `split_names(name)`.
     global_batch_size: examples per step over all replicas.
@@ -123,7 +124,8 @@ def build_dataset(name: str,
       divisible by the number of replicas, ...).
     DatasetNotPreparedError: a TFDS dataset is not prepared and cannot be now.
   """
-  info = registry.get_dataset_info(name)
+  info = (name if isinstance(name, registry.DatasetInfo)
+          else registry.get_dataset_info(name))
   _check_positive_int(global_batch_size, "global_batch_size")
   if training and (shuffle is not None or max_batches is not None):
     raise ValueError("shuffle and max_batches apply to eval pipelines "

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-import keras
 import tensorflow as tf
 
+from k4p1 import architectures
 from k4p1.data import registry
 
 
@@ -24,17 +24,12 @@ def _keras_preprocess(module) -> Callable[[tf.Tensor], tf.Tensor]:
   return preprocess_input
 
 
-# keras.applications preprocess_input per architecture; each maps float 0..255
-# RGB images to what the network expects and runs inside tf.data graphs.
-# mobilenet_v2, inception_v3: scale to [-1, 1]. resnet50: "caffe" mode (RGB->BGR,
-# minus the ImageNet channel means). efficientnet_b0, mobilenet_v3_large: identity,
-# the models rescale their 0..255 input themselves.
+# keras.applications preprocess_input per architecture (the module is a fact of
+# `k4p1.architectures`); each maps float 0..255 RGB images to what the network
+# expects and runs inside tf.data graphs.
 ARCHITECTURE_PREPROCESS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
-    "mobilenet_v2": _keras_preprocess(keras.applications.mobilenet_v2),
-    "inception_v3": _keras_preprocess(keras.applications.inception_v3),
-    "resnet50": _keras_preprocess(keras.applications.resnet50),
-    "efficientnet_b0": _keras_preprocess(keras.applications.efficientnet),
-    "mobilenet_v3_large": _keras_preprocess(keras.applications.mobilenet_v3),
+    name: _keras_preprocess(a.preprocess)
+    for name, a in architectures.TABLE.items()
 }
 
 
@@ -42,12 +37,9 @@ def get_preprocess_fn(architecture: str) -> Callable[[tf.Tensor], tf.Tensor]:
   """Returns the `preprocess_input` function of `architecture`.
 
   Raises:
-    ValueError: for an architecture not in `ARCHITECTURE_PREPROCESS`.
+    ValueError: for an architecture not in `k4p1.architectures`.
   """
-  if architecture not in ARCHITECTURE_PREPROCESS:
-    raise ValueError(f"Unknown architecture {architecture!r}; valid choices: "
-                     f"{sorted(ARCHITECTURE_PREPROCESS)}.")
-  return ARCHITECTURE_PREPROCESS[architecture]
+  return ARCHITECTURE_PREPROCESS[architectures.get(architecture).name]
 
 
 def to_rgb(image: tf.Tensor) -> tf.Tensor:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-# Default input size per architecture (paper: 224 MobileNetV2, 299 InceptionV3).
+from k4p1 import architectures
+
+# Default input size per architecture, from `k4p1.architectures` (kept for
+# code that imports it from here).
 ARCHITECTURE_IMAGE_SIZE = {
-    "mobilenet_v2": 224,
-    "inception_v3": 299,
-    "resnet50": 224,
-    "efficientnet_b0": 224,
-    "mobilenet_v3_large": 224,
+    name: a.default_image_size for name, a in architectures.TABLE.items()
 }
 
 SOURCE_TFDS = "tfds"
@@ -264,7 +263,8 @@ def split_names(name: str) -> tuple[str, str]:
   return info.train_split, info.eval_split
 
 
-def default_image_size(name: str, architecture: str = "mobilenet_v2") -> int:
+def default_image_size(name: "str | DatasetInfo",
+                       architecture: str = "mobilenet_v2") -> int:
   """Returns the input size the paper uses for `name` with `architecture`.
 
   Places365 is 256 px whatever the network; other TFDS datasets take the
@@ -274,10 +274,8 @@ def default_image_size(name: str, architecture: str = "mobilenet_v2") -> int:
   Raises:
     ValueError: for an unknown dataset or architecture.
   """
-  info = get_dataset_info(name)
-  if architecture not in ARCHITECTURE_IMAGE_SIZE:
-    raise ValueError(f"Unknown architecture {architecture!r}; valid choices: "
-                     f"{sorted(ARCHITECTURE_IMAGE_SIZE)}.")
+  info = name if isinstance(name, DatasetInfo) else get_dataset_info(name)
+  arch = architectures.get(architecture)  # Validates even when unused below.
   if info.source == SOURCE_OFFLINE or info.base_name == "places365_small":
     return info.image_size
-  return ARCHITECTURE_IMAGE_SIZE[architecture]
+  return arch.default_image_size

@@ -14,76 +14,83 @@ reads. `weights` selects where its weights come from:
 * `"slim:<ckpt>"`, `"ssd_tf1:<ckpt>"`, `"ssd_tf2:<ckpt>"`: TensorFlow
   checkpoints of TF-slim and the Object Detection API
   (see `k4p1.models.tf_checkpoints`).
+
+`check_weights` validates a `weights` value before anything is built (configs,
+flags); `WEIGHTS_CHOICES` is the one text that messages about it quote.
 """
 
 import contextlib
-import dataclasses
 import os
 import re
 import socket
-from typing import Callable
 
 from absl import logging
 import h5py
 import keras
 
+from k4p1 import architectures
+
 # Seconds a Keras weight download may wait on the network before we give up.
 _DOWNLOAD_TIMEOUT_S = 15
-_CHECKPOINT_PREFIXES = ("slim:", "ssd_tf1:", "ssd_tf2:")
 
+# `weights` strings naming a TensorFlow checkpoint: "<prefix><path>".
+CHECKPOINT_PREFIXES = tuple(f"{source}:"
+                            for source in architectures.CHECKPOINT_SOURCES)
+# The valid `weights` values, for error messages and flag help.
+WEIGHTS_CHOICES = ("none, imagenet, a .keras/.h5/.weights.h5 path, or " +
+                   ", ".join(f"{p}<ckpt>" for p in CHECKPOINT_PREFIXES))
 
-@dataclasses.dataclass(frozen=True)
-class Architecture:
-  """How to build one `keras.applications` family and what its patches target.
-
-  Attributes:
-    name: k4p1's name for the architecture.
-    constructor: the `keras.applications` function.
-    default_image_size: the input size the paper (or Keras) uses.
-    min_image_size: the smallest input size Keras accepts.
-    supports_alpha: whether the width multiplier `alpha` applies.
-    bn_has_scale: whether its BatchNormalization layers learn gammas; without
-      them `scale_bias` is beta-only and `scale` matches nothing.
-    has_depthwise: whether it has DepthwiseConv2D layers (`depthwise` kind).
-  """
-  name: str
-  constructor: Callable[..., keras.Model]
-  default_image_size: int
-  min_image_size: int
-  supports_alpha: bool
-  bn_has_scale: bool
-  has_depthwise: bool
-
-
-_APPS = keras.applications
-ARCHITECTURE_TABLE = {
-    a.name: a for a in (
-        Architecture("mobilenet_v2", _APPS.MobileNetV2, 224, 32, True, True, True),
-        Architecture("inception_v3", _APPS.InceptionV3, 299, 75, False, False,
-                     False),
-        Architecture("resnet50", _APPS.ResNet50, 224, 32, False, True, False),
-        Architecture("efficientnet_b0", _APPS.EfficientNetB0, 224, 32, False,
-                     True, True),
-        Architecture("mobilenet_v3_large", _APPS.MobileNetV3Large, 224, 32, True,
-                     True, True),
-    )
-}
-ARCHITECTURES = tuple(ARCHITECTURE_TABLE)
+# The architecture table lives in `k4p1.architectures`; these names are kept
+# for code that imports them from here.
+Architecture = architectures.Architecture
+ARCHITECTURE_TABLE = architectures.TABLE
+ARCHITECTURES = architectures.NAMES
 DEFAULT_IMAGE_SIZE = {
     name: a.default_image_size for name, a in ARCHITECTURE_TABLE.items()
 }
+get_architecture = architectures.get
 
 
-def get_architecture(name: str) -> Architecture:
-  """Returns the `Architecture` called `name`.
+def normalize_weights(weights):
+  """Maps the command line's "none" (or "") to None; keeps anything else."""
+  if weights is None or (isinstance(weights, str) and
+                         weights.strip().lower() in ("", "none")):
+    return None
+  return weights
+
+
+def check_weights(weights):
+  """Validates a `weights` argument before anything is built or trained.
+
+  Checks what can be checked without building a model: the type, and that a
+  file path exists. Checkpoint references (`CHECKPOINT_PREFIXES`) are checked
+  when they are loaded.
+
+  Args:
+    weights: None, "none", "", "imagenet", a file path or a checkpoint
+      reference such as "slim:/path/model.ckpt".
+
+  Returns:
+    `weights` with "none" and "" mapped to None, and a path-like as a string.
 
   Raises:
-    ValueError: `name` is not a known architecture.
+    ValueError: a bad type, or a path that does not exist; the message lists
+      `WEIGHTS_CHOICES`.
   """
-  if name not in ARCHITECTURE_TABLE:
-    raise ValueError(f"Unknown model {name!r}; valid choices: "
-                     f"{', '.join(ARCHITECTURES)}.")
-  return ARCHITECTURE_TABLE[name]
+  weights = normalize_weights(weights)
+  if weights is None or weights == "imagenet":
+    return weights
+  if isinstance(weights, os.PathLike):
+    weights = os.fspath(weights)
+  if not isinstance(weights, str):
+    raise ValueError(f"weights={weights!r} is invalid; valid choices: "
+                     f"{WEIGHTS_CHOICES}.")
+  if weights.startswith(CHECKPOINT_PREFIXES):
+    return weights
+  if not os.path.exists(weights):
+    raise ValueError(f"weights={weights!r}: no such file. Valid choices: "
+                     f"{WEIGHTS_CHOICES}.")
+  return weights
 
 
 def build_backbone(name: str,
@@ -128,22 +135,19 @@ def build_backbone(name: str,
                     pooling=pooling, **kwargs)
   if arch.supports_alpha:
     app_kwargs["alpha"] = alpha
-  if name == "mobilenet_v3_large":
-    # Its optional built-in preprocessing stays on (inputs in [0, 255]), and
-    # 'minimalistic' stays off, matching the published weights.
-    app_kwargs.setdefault("include_preprocessing", True)
+  for key, value in arch.constructor_defaults:
+    app_kwargs.setdefault(key, value)
 
   if weights is None:
     return arch.constructor(weights=None, **app_kwargs)
   if weights == "imagenet":
     return _build_with_imagenet(arch, app_kwargs)
   if not isinstance(weights, (str, os.PathLike)):
-    raise ValueError(f"weights={weights!r} is invalid; valid choices: None, "
-                     "'imagenet', a .keras/.h5/.weights.h5 path, or "
-                     "'slim:<ckpt>', 'ssd_tf1:<ckpt>', 'ssd_tf2:<ckpt>'.")
+    raise ValueError(f"weights={weights!r} is invalid; valid choices: "
+                     f"{WEIGHTS_CHOICES}.")
   weights = os.fspath(weights)
   model = arch.constructor(weights=None, **app_kwargs)
-  if weights.startswith(_CHECKPOINT_PREFIXES):
+  if weights.startswith(CHECKPOINT_PREFIXES):
     # Imported lazily: the checkpoint tables are only needed for these sources.
     from k4p1.models import tf_checkpoints  # pylint: disable=g-import-not-at-top
     tf_checkpoints.load_tf_checkpoint(model, weights, architecture=name,
@@ -208,9 +212,8 @@ def load_weights_file(model: keras.Model, path: str) -> None:
   """
   if not os.path.exists(path):
     raise FileNotFoundError(
-        f"Weights file {path!r} does not exist. Valid weights: None, "
-        "'imagenet', a .keras/.h5/.weights.h5 path, or a TF checkpoint "
-        "'slim:<ckpt>', 'ssd_tf1:<ckpt>', 'ssd_tf2:<ckpt>'.")
+        f"Weights file {path!r} does not exist. Valid weights: "
+        f"{WEIGHTS_CHOICES}.")
   if path.endswith(".weights.h5"):
     model.load_weights(path)
     return

@@ -53,25 +53,26 @@ Kernel layouts agree: slim conv `weights` and Keras `Conv2D` kernels are
 are [h, w, in, multiplier].
 """
 
+from k4p1 import architectures
+
 # Source kinds accepted by `tf_checkpoints.load_tf_checkpoint`, and the
-# architectures each one can fill.
+# architectures each one can fill (`Architecture.checkpoint_sources`).
 SOURCE_ARCHITECTURES = {
-    "slim": ("mobilenet_v2", "inception_v3"),
-    "ssd_tf1": ("mobilenet_v2",),
-    "ssd_tf2": ("mobilenet_v2",),
+    source: tuple(a.name for a in architectures.TABLE.values()
+                  if source in a.checkpoint_sources)
+    for source in architectures.CHECKPOINT_SOURCES
 }
 
-# Top-level variable scope of each slim network.
-SLIM_SCOPE = {"mobilenet_v2": "MobilenetV2", "inception_v3": "InceptionV3"}
+# Top-level variable scope of each slim network (`Architecture.slim_scope`).
+SLIM_SCOPE = {a.name: a.slim_scope for a in architectures.TABLE.values()
+              if a.slim_scope}
 
 # The TF1 Object Detection meta-architectures put the extractor under this.
 SSD_TF1_PREFIX = "FeatureExtractor/"
 
 # Slim's 1001-way logits (class 0 = background), a 1x1 conv with biases.
-SLIM_LOGITS_SCOPE = {
-    "mobilenet_v2": "MobilenetV2/Logits/Conv2d_1c_1x1",
-    "inception_v3": "InceptionV3/Logits/Conv2d_1c_1x1",
-}
+SLIM_LOGITS_SCOPE = {name: f"{scope}/Logits/Conv2d_1c_1x1"
+                     for name, scope in SLIM_SCOPE.items()}
 
 # Suffix of the exponential-moving-average copy slim's training script keeps
 # of every trainable variable (tf.train.ExponentialMovingAverage naming).

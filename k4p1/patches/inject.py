@@ -32,7 +32,7 @@ _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 @dataclasses.dataclass
 class PatchInfo:
-  """What `apply_patch` made; kept beside each task model.
+  """What `apply_patch` made; attached to the task model it describes.
 
   Attributes:
     spec: the normalised `PatchSpec`.
@@ -64,10 +64,16 @@ class PatchInfo:
       default_factory=lambda: {"method": "moving_average"})
 
 
-# Keyed by id(model) with the model kept alive by the entry itself: a Keras
-# model is not a safe WeakKeyDictionary key (its tracker wraps attributes), and
-# task models live as long as the program that trains them.
-_REGISTRY = {}
+# The attribute of a task model that holds its `PatchInfo`. Set with
+# `object.__setattr__`, past Keras' and TensorFlow's attribute tracking: the
+# info's layers and base model must not become the task model's sublayers or
+# checkpoint dependencies, and its dict and lists must not be wrapped. The info
+# lives and dies with its model (no global registry keeps models alive).
+_INFO_ATTRIBUTE = "_k4p1_patch_info"
+
+
+def _attach_info(task_model: keras.Model, info: PatchInfo) -> None:
+  object.__setattr__(task_model, _INFO_ATTRIBUTE, info)
 
 
 def patch_info(task_model: keras.Model) -> PatchInfo:
@@ -76,18 +82,18 @@ def patch_info(task_model: keras.Model) -> PatchInfo:
   Raises:
     ValueError: the model was not made by `apply_patch`.
   """
-  entry = _REGISTRY.get(id(task_model))
-  if entry is None or entry[0] is not task_model:
-    raise ValueError(f"Model {task_model.name!r} was not made by "
-                     "k4p1.patches.apply_patch (or load_patch).")
-  return entry[1]
+  info = getattr(task_model, _INFO_ATTRIBUTE, None)
+  if not isinstance(info, PatchInfo):
+    raise ValueError(f"Model {getattr(task_model, 'name', task_model)!r} was "
+                     "not made by k4p1.patches.apply_patch (or load_patch).")
+  return info
 
 
 def set_bn_statistics(model: keras.Model, record: dict) -> None:
   """Records how a task model's BN statistics were set (no-op for other models)."""
-  entry = _REGISTRY.get(id(model))
-  if entry is not None and entry[0] is model:
-    entry[1].bn_statistics = dict(record)
+  info = getattr(model, _INFO_ATTRIBUTE, None)
+  if isinstance(info, PatchInfo):
+    info.bn_statistics = dict(record)
 
 
 def leaf_layers(model: keras.Model):
@@ -262,7 +268,7 @@ def apply_patch(base: keras.Model,
       bn_stats=bn_stats, add_missing_scales=add_missing_scales, base=base,
       patch_layers={name: copy for name, (_, copy) in copies.items()},
       shared_layers=shared, head=head, head_is_patch=head_is_patch)
-  _REGISTRY[id(model)] = (model, info)
+  _attach_info(model, info)
   return model
 
 

@@ -13,13 +13,10 @@ to the largest class count. `argmax` and `softmax` over a padded row give the
 task's own prediction and probabilities.
 """
 
-import os
-import shutil
-import tempfile
-
 import keras
 import tensorflow as tf
 
+from k4p1 import atomic
 from k4p1.patches import inject
 
 # Finite so that softmax and cross-entropy stay NaN-free; exp(-1e9) is 0.
@@ -99,15 +96,5 @@ def export_multitask(task_models, path: str, image_size=None) -> None:
   archive.add_endpoint(name="task_names", fn=lambda: names, input_signature=[])
   archive.add_endpoint(name="num_classes", fn=lambda: classes, input_signature=[])
 
-  path = os.path.abspath(os.fspath(path))
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
-  try:
+  with atomic.output_dir(path) as staging:
     archive.write_out(staging, verbose=False)
-    if os.path.exists(path):
-      shutil.rmtree(path)
-    os.replace(staging, path)
-  finally:
-    if os.path.exists(staging):
-      shutil.rmtree(staging)

@@ -13,7 +13,9 @@ import os
 import pathlib
 from typing import Any, Mapping
 
-RESULTS_FILENAME = "results.json"
+from k4p1 import workdir as workdir_lib
+
+RESULTS_FILENAME = workdir_lib.RESULTS_FILE
 
 
 class ResultsFileError(ValueError):

@@ -8,12 +8,12 @@ headless, and figures need no closing.
 import math
 import os
 import pathlib
-import tempfile
 
 from matplotlib import figure as figure_lib
 from matplotlib import lines as lines_lib
 from matplotlib.backends import backend_agg
 
+from k4p1 import atomic
 from k4p1.report import grids as grids_lib
 
 _MARKERS = "osD^vP*Xh<>p"
@@ -147,12 +147,6 @@ def plot_filename(grid: grids_lib.Grid) -> str:
 def save_figure(fig: figure_lib.Figure, path: str | os.PathLike[str]) -> pathlib.Path:
   """Writes `fig` as PNG to `path` atomically (temp file in the same dir, then rename)."""
   path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      fig.savefig(f, format="png")
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  with atomic.output_path(path) as tmp:
+    fig.savefig(tmp, format="png")
   return path

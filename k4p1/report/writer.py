@@ -2,11 +2,11 @@
 
 import os
 import pathlib
-import tempfile
 from typing import Iterable
 
 from absl import logging
 
+from k4p1 import atomic
 from k4p1.report import collect
 from k4p1.report import grids as grids_lib
 from k4p1.report import plots
@@ -17,16 +17,9 @@ TABLES_FILENAME = "tables.md"
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> pathlib.Path:
-  """Writes `text` (UTF-8) to `path` via a temp file in the same directory and a rename."""
+  """`atomic.write_text_atomic` that returns `path`, for the list of files written."""
   path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  atomic.write_text_atomic(path, text)
   return path
 
 

@@ -1,152 +1,198 @@
-"""`TransferConfig`: every setting of a single-task transfer run.
+"""`RunConfig`: every setting of every run, each declared once.
+
+One config serves every kind of run (`k4p1.train.run`):
+
+* transfer: one dataset (`dataset`), one task patch;
+* multitask: K datasets (`tasks`), one patch and one head per task on one
+  shared base (`shared="trained"` also trains the base);
+* multires: one dataset at several sizes (`resolutions`), one patch per size
+  and one head shared by every size;
+* sequential (`sequential=True`): adds `tasks` to the finished multi-task run
+  in `workdir`, training only their patches;
+* pretrain (`pretrain=True`): trains every weight of a backbone and a new head
+  on `dataset` and saves the backbone.
 
 Defaults are the paper's recipe (TF-slim's MobileNetV2 training script, see
 ../shared/PAPER.md): RMSProp (rho 0.9, momentum 0.9, epsilon 1.0), learning
-rate 0.045 for a batch of 96 scaled linearly with the global batch, x0.98
-every 2.5 epochs (staircase), label smoothing 0.1, weight decay 4e-5 on
-trainable kernels. Experiment configs (`experiments/configs/*.py`) override
-some fields; command-line flags override those.
+rate 0.045 for a batch of 96 scaled linearly with the batch, x0.98 every 2.5
+epochs (staircase), label smoothing 0.1, weight decay 4e-5 on trainable
+kernels. Each field's meaning is its `help` metadata, which is also the help
+of the command-line flag generated from it (`experiments/config_flags.py`).
+Validation lives in `k4p1.train.plan.resolve`, which runs once per run.
 """
 
 import dataclasses
-import os
 from typing import Any, Mapping, Optional
 
-from k4p1.train import optimizers
-from k4p1.train import performance
-from k4p1.train import strategy as strategy_lib
+from k4p1 import architectures
+from k4p1 import models
 
-OPTIMIZERS = optimizers.OPTIMIZERS
-STRATEGIES = strategy_lib.STRATEGIES
-BN_STATS = ("task", "frozen")
-MIXED_PRECISION = performance.MIXED_PRECISION
 # Epochs trained when neither `train_steps` nor `train_epochs` is set. The
 # paper does not state its fine-tuning length; see BUILD_NOTES.md.
 DEFAULT_TRAIN_EPOCHS = 30.0
-# Fields that identify a run: a rerun in the same workdir must agree on them.
-IDENTITY_FIELDS = ("model", "weights", "alpha", "image_size", "dataset", "task",
-                   "patch", "bn_stats", "add_missing_scales")
-_WEIGHT_PREFIXES = ("slim:", "ssd_tf1:", "ssd_tf2:")
+BN_STATS = ("task", "frozen")
+SHARED = ("frozen", "trained")
+TASK_SAMPLING = ("all", "round_robin", "proportional")
+EXPERIMENTS = ("transfer", "pretrain", "multitask", "multires", "sequential")
+# Fields that identify a run: a rerun in the same workdir must agree on them
+# (the others, e.g. the number of steps, may change: the run resumes).
+IDENTITY_FIELDS = ("model", "weights", "alpha", "dataset", "task", "image_size",
+                   "tasks", "task_names",
+                   "image_sizes", "resolutions", "patch", "bn_stats",
+                   "add_missing_scales", "shared", "task_sampling", "sequential",
+                   "pretrain")
+
+# A setting given on top of others (a flag over a config file, a table row
+# over its table's base) replaces the settings it excludes: --train_steps
+# clears a config's train_epochs, a row's tasks clear the base's dataset.
+_OVERRIDE_CLEARS = {
+    "train_steps": {"train_epochs": None},
+    "train_epochs": {"train_steps": None},
+    "tasks": {"dataset": None, "resolutions": ()},
+    "dataset": {"tasks": ()},
+    "resolutions": {"tasks": (), "image_size": None, "image_sizes": None},
+}
 
 
-@dataclasses.dataclass
-class TransferConfig:
-  """Settings of one transfer-learning run (one task, one patch).
+def merge_overrides(base: Mapping[str, Any], given: Mapping[str, Any]) -> dict:
+  """`base` updated with `given`, clearing what each given setting excludes."""
+  merged = dict(base)
+  for name in given:
+    for other, empty in _OVERRIDE_CLEARS.get(name, {}).items():
+      if other not in given:
+        merged[other] = empty
+  merged.update(given)
+  return merged
 
-  Attributes:
-    workdir: where checkpoints, TensorBoard logs, the patch and JSON go.
-    model: architecture, one of `k4p1.models.ARCHITECTURES`.
-    weights: backbone weights: None (random), "imagenet", a Keras weights
-      file, or "slim:<ckpt>" / "ssd_tf1:<ckpt>" / "ssd_tf2:<ckpt>".
-    alpha: width multiplier (MobileNets).
-    image_size: input size; None: the dataset's and architecture's default
-      (`k4p1.data.default_image_size`).
-    patch: patch spec, e.g. "scale_bias+logits" (`k4p1.patches.PatchSpec`).
-    bn_stats: "task" (patch BN layers re-estimate their own statistics) or
-      "frozen" (they keep the base's statistics).
-    bn_momentum: if set, the momentum of every BN layer that runs in training
-      mode (the task's patch BN layers); None keeps the model's (0.999 for
-      Keras' MobileNetV2). With PreciseBN on it only shapes the statistics of
-      mid-run checkpoints.
-    precise_bn_batches: PreciseBN (`k4p1.train.precise_bn`): before every
-      evaluation and before the patch is written, the moving statistics of
-      every BN layer the run trains in training mode are replaced by
-      population statistics over this many batches of the training split
-      (eval preprocessing, shuffled; the whole split if it is smaller).
-      0: off, keep the moving averages (an ablation: short runs then
-      evaluate with mostly the base's statistics).
-    add_missing_scales: give scale-less BN layers (InceptionV3) gammas.
-    dataset: registry name, optionally with a label subset ("mnist5k:5-9").
-    task: task name (patch layer suffix and patch file name); None: the
-      dataset name with ':' and ',' replaced by '_'.
-    data_dir: TFDS data directory (or a directory with `mnist_5k.csv.gz`).
-    batch_size: global batch size (all replicas together).
-    train_steps: optimizer steps to train; exclusive with `train_epochs`.
-    train_epochs: epochs to train (rounded up to whole steps).
-    learning_rate: learning rate for a global batch of `lr_reference_batch`;
-      the run uses learning_rate * batch_size / lr_reference_batch.
-    lr_reference_batch: the batch size `learning_rate` is given for.
-    lr_decay_rate: factor applied every `lr_decay_epochs` (staircase).
-    lr_decay_epochs: epochs between decays.
-    optimizer: one of `OPTIMIZERS`.
-    momentum: momentum of RMSProp and SGD.
-    rmsprop_rho: RMSProp's discounting factor.
-    epsilon: optimizer epsilon; None: 1.0 for RMSProp (the paper's), Keras'
-      default (1e-7) for Adam.
-    label_smoothing: label smoothing of the cross-entropy, in [0, 1).
-    weight_decay: L2 coefficient on trainable kernels (not BN, not biases).
-    eval_every: evaluate every this many steps (0: only at the end).
-    checkpoint_every: checkpoint every this many steps (0: only at the end).
-    keep_checkpoints: checkpoints kept by the CheckpointManager.
-    summary_every: write training scalars every this many steps.
-    log_every_secs: log progress at least this often.
-    seed: seed of initialisation, shuffling and augmentation.
-    deterministic: TensorFlow op determinism
-      (`tf.config.experimental.enable_op_determinism`, for the whole
-      process): the same command gives the same weights, bit for bit, on the
-      same build and machine. Off by default (some ops are slower).
-    strategy: one of `STRATEGIES`.
-    tpu_address: TPU name or address (strategy "tpu").
-    jit_compile: compile the train step with XLA: "auto" (on with a GPU or
-      TPU, off on CPU, where XLA is slower), True or False. `resolved()`
-      turns "auto" into a bool.
-    mixed_precision: "none", "mixed_float16" (with dynamic loss scaling) or
-      "mixed_bfloat16": layers compute in half precision, variables and the
-      loss stay float32.
-    cache_features: `logits` patches only: compute the frozen backbone's
-      pooled features of each training image once and train the head on them
-      (valid because nothing before the head trains; the cached images are
-      preprocessed without augmentation, so this changes the data the head
-      sees when the dataset augments). See `k4p1.train.features_cache`.
-    prefetch_to_device: under a strategy, prefetch each replica's batches to
-      its device (`tf.distribute.InputOptions(experimental_fetch_to_device)`)
-      so host-to-device copies overlap the step.
-  """
-  workdir: str = ""
-  model: str = "mobilenet_v2"
-  weights: Optional[str] = "imagenet"
-  alpha: float = 1.0
-  image_size: Optional[int] = None
-  patch: str = "scale_bias+logits"
-  bn_stats: str = "task"
-  bn_momentum: Optional[float] = None
-  precise_bn_batches: int = 200
-  add_missing_scales: bool = False
-  dataset: str = "cifar100"
-  task: Optional[str] = None
-  data_dir: Optional[str] = None
-  batch_size: int = 96
-  train_steps: Optional[int] = None
-  train_epochs: Optional[float] = None
-  learning_rate: float = 0.045
-  lr_reference_batch: int = 96
-  lr_decay_rate: float = 0.98
-  lr_decay_epochs: float = 2.5
-  optimizer: str = "rmsprop"
-  momentum: float = 0.9
-  rmsprop_rho: float = 0.9
-  epsilon: Optional[float] = None
-  label_smoothing: float = 0.1
-  weight_decay: float = 4e-5
-  eval_every: int = 1000
-  checkpoint_every: int = 500
-  keep_checkpoints: int = 3
-  summary_every: int = 50
-  log_every_secs: float = 30.0
-  seed: int = 0
-  deterministic: bool = False
-  strategy: str = "default"
-  tpu_address: Optional[str] = None
-  jit_compile: Any = "auto"
-  mixed_precision: str = "none"
-  cache_features: bool = False
-  prefetch_to_device: bool = True
+
+def _field(default, help_text: str, **metadata):
+  return dataclasses.field(default=default,
+                           metadata=dict(metadata, help=help_text))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """Settings of one run; see the module docstring and each field's help."""
+  workdir: str = _field("", "Output directory (checkpoints, TensorBoard logs, "
+                        "patches, config.json, results.json).")
+  # Model and patch.
+  model: str = _field("mobilenet_v2", "Architecture: "
+                      f"{', '.join(architectures.NAMES)}.")
+  weights: Optional[str] = _field(
+      "imagenet", f"Backbone weights: {models.WEIGHTS_CHOICES}.")
+  alpha: float = _field(1.0, "Width multiplier (MobileNets only).")
+  patch: str = _field("scale_bias+logits", "Patch spec: kinds logits, "
+                      "scale_bias, scale, bias, depthwise, full joined by '+'.")
+  bn_stats: str = _field("task", "BN statistics of patch BN layers: task "
+                         "(re-estimated) or frozen (the base's).")
+  bn_momentum: Optional[float] = _field(
+      None, "Momentum of training-mode BN layers (default: the model's, 0.999 "
+      "for MobileNetV2); with PreciseBN on it only shapes mid-run checkpoints.")
+  precise_bn_batches: int = _field(
+      200, "PreciseBN: before every evaluation and before a patch is written, "
+      "recompute the statistics of the BN layers the run trains over this "
+      "many batches of the training split (whole split if smaller); 0: keep "
+      "the moving averages.")
+  add_missing_scales: bool = _field(
+      False, "Give scale-less BN layers (InceptionV3) gammas.")
+  # Tasks and data.
+  dataset: Optional[str] = _field(
+      None, "Dataset of a transfer, pretrain or multires run: a registry name, "
+      "optionally with a label subset, e.g. cifar100 or mnist5k:5-9.")
+  task: Optional[str] = _field(
+      None, "Task name of a transfer run (default: from the dataset).")
+  tasks: tuple = _field(
+      (), "Datasets of a multi-task run (sequential: the tasks to add), e.g. "
+      "cifar10,cifar100 or mnist5k:5-6,mnist5k:7-9.", element=str)
+  task_names: Optional[tuple] = _field(
+      None, "One name per task of --tasks (default: from the datasets).",
+      element=str)
+  image_size: Optional[int] = _field(
+      None, "Input size in pixels of every task (default: the dataset's and "
+      "model's, e.g. 224 for MobileNetV2).")
+  image_sizes: Optional[tuple] = _field(
+      None, "One input size per task of --tasks.", element=int)
+  resolutions: tuple = _field(
+      (), "Multires: input sizes of --dataset, one patch per size and one "
+      "shared head, e.g. 224,192,160,128,96.", element=int)
+  shared: str = _field("frozen", "frozen: only the patches learn; trained: the "
+                       "shared base also learns from every task.")
+  task_sampling: str = _field(
+      "all", "all (every step: one batch of every task, summed losses), "
+      "round_robin or proportional (every step trains one task, chosen from "
+      "the step and the seed).")
+  sequential: bool = _field(False, "Add --tasks to the finished multi-task run "
+                            "in --workdir, training only their patches.")
+  pretrain: bool = _field(False, "Train every weight of a backbone and a new "
+                          "head on --dataset and save the backbone "
+                          "(backbone.weights.h5) for --weights=PATH.")
+  export_image_size: Optional[int] = _field(
+      None, "Input size of the exported multi-task serving model (default: "
+      "the largest task size).")
+  data_dir: Optional[str] = _field(None, "TFDS data directory (or a directory "
+                                   "with mnist_5k.csv.gz).")
+  # Schedule and optimizer.
+  batch_size: int = _field(96, "Global batch size of each task (all replicas).")
+  train_steps: Optional[int] = _field(
+      None, "Optimizer steps (exclusive with --train_epochs).")
+  train_epochs: Optional[float] = _field(
+      None, f"Epochs (default {DEFAULT_TRAIN_EPOCHS:g} when --train_steps is "
+      "unset); rounded up to whole steps.")
+  learning_rate: float = _field(0.045, "Learning rate for a batch of "
+                                "--lr_reference_batch; scaled linearly.")
+  lr_reference_batch: int = _field(96, "Batch size --learning_rate is given for.")
+  lr_decay_rate: float = _field(0.98, "Learning-rate decay factor (staircase).")
+  lr_decay_epochs: float = _field(2.5, "Epochs between learning-rate decays.")
+  optimizer: str = _field("rmsprop", "rmsprop, sgd or adam.")
+  momentum: float = _field(0.9, "Momentum (RMSProp, SGD).")
+  rmsprop_rho: float = _field(0.9, "RMSProp rho.")
+  epsilon: Optional[float] = _field(None, "Optimizer epsilon (default: 1.0 for "
+                                    "RMSProp, 1e-7 otherwise).")
+  label_smoothing: float = _field(0.1, "Label smoothing in [0, 1).")
+  weight_decay: float = _field(4e-5, "L2 coefficient on trainable kernels.")
+  # Loop.
+  eval_every: int = _field(1000, "Steps between evaluations (0: only at the end).")
+  checkpoint_every: int = _field(500, "Steps between checkpoints (0: only at the end).")
+  keep_checkpoints: int = _field(3, "Checkpoints kept.")
+  summary_every: int = _field(50, "Steps between training summaries.")
+  log_every_secs: float = _field(30.0, "Longest time between progress lines.")
+  seed: int = _field(0, "Seed of initialisation, shuffling and augmentation.")
+  deterministic: bool = _field(
+      False, "TensorFlow op determinism for the whole process: the same command "
+      "gives bit-identical weights on the same build and machine (slower).")
+  # Performance and distribution.
+  strategy: str = _field("default", "default, one_device, mirrored, "
+                         "multi_worker or tpu.")
+  tpu_address: Optional[str] = _field(None, "TPU name or address (--strategy=tpu).")
+  jit_compile: Any = _field(
+      "auto", "Compile the train step with XLA: auto (on with a GPU/TPU, off "
+      "on CPU, where XLA is slower), true or false.",
+      choices=("auto", "true", "false"))
+  mixed_precision: str = _field(
+      "none", "Layer compute dtype policy: none, mixed_float16 (with dynamic "
+      "loss scaling) or mixed_bfloat16.")
+  cache_features: bool = _field(
+      False, "--patch=logits, one task: compute the frozen backbone's features "
+      "once per training image (no augmentation) and train the head on them.")
+  prefetch_to_device: bool = _field(
+      True, "Under a strategy, prefetch each replica's batches to its device.")
 
   @classmethod
   def field_names(cls) -> tuple:
     return tuple(f.name for f in dataclasses.fields(cls))
 
-  def replace(self, **overrides) -> "TransferConfig":
+  @property
+  def experiment(self) -> str:
+    """The kind of run, one of `EXPERIMENTS`, read from the fields."""
+    if self.pretrain:
+      return "pretrain"
+    if self.sequential:
+      return "sequential"
+    if self.resolutions:
+      return "multires"
+    return "multitask" if self.tasks else "transfer"
+
+  def replace(self, **overrides) -> "RunConfig":
     """Returns a copy with `overrides` applied.
 
     Raises:
@@ -156,155 +202,17 @@ class TransferConfig:
     if unknown:
       raise ValueError(f"Unknown config field(s) {unknown}; valid fields: "
                        f"{', '.join(self.field_names())}.")
+    for name in ("tasks", "task_names", "image_sizes", "resolutions"):
+      if isinstance(overrides.get(name), list):  # From JSON or a config file.
+        overrides[name] = tuple(overrides[name])
     return dataclasses.replace(self, **overrides)
 
   @classmethod
-  def from_dict(cls, values: Mapping[str, Any]) -> "TransferConfig":
+  def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
     """Builds a config from defaults overridden by `values` (unknown keys raise)."""
     return cls().replace(**dict(values))
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
-
-  def resolved(self) -> "TransferConfig":
-    """Validates, then fills the fields whose default depends on others.
-
-    Returns:
-      A copy with `weights`, `image_size`, `task`, `epsilon` and the training
-      length (`train_epochs` when neither length is given) made explicit.
-
-    Raises:
-      ValueError: see `validate`.
-    """
-    self.validate()
-    from k4p1 import data  # pylint: disable=g-import-not-at-top
-    from k4p1 import patches  # pylint: disable=g-import-not-at-top
-    # Canonical forms, so that a rerun spelling them differently still matches.
-    config = self.replace(weights=normalize_weights(self.weights),
-                          patch=str(patches.PatchSpec.parse(self.patch)))
-    if config.image_size is None:
-      config = config.replace(
-          image_size=data.default_image_size(config.dataset, config.model))
-    if config.task is None:
-      config = config.replace(task=default_task_name(config.dataset))
-    if config.epsilon is None:
-      config = config.replace(epsilon=1.0 if config.optimizer == "rmsprop" else 1e-7)
-    if config.train_steps is None and config.train_epochs is None:
-      config = config.replace(train_epochs=DEFAULT_TRAIN_EPOCHS)
-    config = config.replace(
-        jit_compile=performance.resolve_jit_compile(config.jit_compile))
-    return config
-
-  def validate(self) -> None:
-    """Checks every field before anything is built.
-
-    Raises:
-      ValueError: naming the first bad field, its value and the valid choices.
-    """
-    # Imported here: validation needs the registries, plain configs do not.
-    from k4p1 import data  # pylint: disable=g-import-not-at-top
-    from k4p1 import models  # pylint: disable=g-import-not-at-top
-    from k4p1 import patches  # pylint: disable=g-import-not-at-top
-    if not self.workdir:
-      raise ValueError("workdir is required (the run's output directory).")
-    arch = models.get_architecture(self.model)  # Raises with the choices.
-    patches.PatchSpec.parse(self.patch)
-    data.get_dataset_info(self.dataset)
-    _check_choice("strategy", self.strategy, STRATEGIES)
-    _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-    _check_choice("bn_stats", self.bn_stats, BN_STATS)
-    _check_weights(self.weights)
-    if self.image_size is not None:
-      _check_int("image_size", self.image_size, minimum=arch.min_image_size)
-    if self.alpha != 1.0 and not arch.supports_alpha:
-      raise ValueError(f"alpha={self.alpha} is not supported by {self.model}; "
-                       "only MobileNets take a width multiplier.")
-    if self.task is not None:
-      default_task_name(self.task)  # Same character rules as derived names.
-    _check_int("batch_size", self.batch_size, minimum=1)
-    if self.train_steps is not None and self.train_epochs is not None:
-      raise ValueError(f"Set train_steps ({self.train_steps}) or train_epochs "
-                       f"({self.train_epochs}), not both.")
-    if self.train_steps is not None:
-      _check_int("train_steps", self.train_steps, minimum=1)
-    if self.train_epochs is not None and not self.train_epochs > 0:
-      raise ValueError(f"train_epochs must be > 0, got {self.train_epochs!r}.")
-    for name in ("learning_rate", "lr_decay_epochs", "lr_decay_rate"):
-      if not getattr(self, name) > 0:
-        raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
-    _check_int("lr_reference_batch", self.lr_reference_batch, minimum=1)
-    if not 0.0 <= self.label_smoothing < 1.0:
-      raise ValueError(f"label_smoothing must be in [0, 1), got "
-                       f"{self.label_smoothing!r}.")
-    if self.weight_decay < 0:
-      raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-    if not 0.0 <= self.momentum < 1.0:
-      raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}.")
-    if self.bn_momentum is not None and not 0.0 <= self.bn_momentum < 1.0:
-      raise ValueError(f"bn_momentum must be in [0, 1) or None, got "
-                       f"{self.bn_momentum!r}.")
-    _check_int("precise_bn_batches", self.precise_bn_batches, minimum=0)
-    if self.epsilon is not None and not self.epsilon > 0:
-      raise ValueError(f"epsilon must be > 0, got {self.epsilon!r}.")
-    for name in ("eval_every", "checkpoint_every"):
-      _check_int(name, getattr(self, name), minimum=0)
-    _check_int("keep_checkpoints", self.keep_checkpoints, minimum=1)
-    _check_int("summary_every", self.summary_every, minimum=1)
-    if not self.log_every_secs > 0:
-      raise ValueError(f"log_every_secs must be > 0, got {self.log_every_secs!r}.")
-    performance.resolve_jit_compile(self.jit_compile)  # Raises with choices.
-    _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-    if self.cache_features and str(patches.PatchSpec.parse(self.patch)) != "logits":
-      raise ValueError(f"cache_features needs patch 'logits' (only the head "
-                       f"trains), not {self.patch!r}.")
-    if self.tpu_address and self.strategy != "tpu":
-      raise ValueError(f"tpu_address={self.tpu_address!r} needs strategy "
-                       f"'tpu', not {self.strategy!r}.")
-
-
-def normalize_weights(weights):
-  """Maps the command line's "none" (or "") to None; keeps anything else."""
-  if weights is None or (isinstance(weights, str) and
-                         weights.strip().lower() in ("", "none")):
-    return None
-  return weights
-
-
-def default_task_name(dataset: str) -> str:
-  """A task name safe in layer names and file names: "mnist5k:5-9" -> "mnist5k_5-9".
-
-  Raises:
-    ValueError: the name still has characters outside [A-Za-z0-9_.-].
-  """
-  name = dataset.replace(":", "_").replace(",", "_")
-  if not name or not all(c.isalnum() or c in "_.-" for c in name):
-    raise ValueError(f"Task name {name!r} (from {dataset!r}) must use only "
-                     "letters, digits and '_.-'.")
-  return name
-
-
-def _check_choice(field: str, value, choices) -> None:
-  if value not in choices:
-    raise ValueError(f"Unknown {field} {value!r}; valid choices: "
-                     f"{', '.join(choices)}.")
-
-
-def _check_int(field: str, value, minimum: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}.")
-
-
-def _check_weights(weights) -> None:
-  weights = normalize_weights(weights)
-  if weights is None or weights == "imagenet":
-    return
-  if not isinstance(weights, str):
-    raise ValueError(f"weights={weights!r} is invalid; valid choices: none, "
-                     "imagenet, a .keras/.h5/.weights.h5 path, or "
-                     "slim:<ckpt>, ssd_tf1:<ckpt>, ssd_tf2:<ckpt>.")
-  if weights.startswith(_WEIGHT_PREFIXES):
-    return
-  if not os.path.exists(weights):
-    raise ValueError(f"weights={weights!r}: no such file. Valid choices: none, "
-                     "imagenet, a .keras/.h5/.weights.h5 path, or "
-                     "slim:<ckpt>, ssd_tf1:<ckpt>, ssd_tf2:<ckpt>.")
+    """The fields as JSON gives them back (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()}

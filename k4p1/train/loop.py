@@ -180,7 +180,13 @@ def make_train_step(strategy: tf.distribute.Strategy,
 
 
 class MetricAccumulator:
-  """Sums step outputs over an interval; reports loss, accuracy, images/sec."""
+  """Sums step outputs over an interval; reports loss, accuracy, images/sec.
+
+  A step may train a subset of the tasks (sampled multi-task steps): only the
+  tasks in its outputs are counted, and `train/loss` is the mean over steps of
+  the step's objective (the summed cross-entropies of the tasks it trained,
+  plus weight decay).
+  """
 
   def __init__(self, task_names: Sequence[str]):
     self.task_names = tuple(task_names)
@@ -196,30 +202,32 @@ class MetricAccumulator:
     """Adds one step's outputs; `timed=False` leaves it out of images/sec."""
     for name, value in outputs.items():
       self.sums[name] = self.sums.get(name, 0.0) + float(value)
+    for task in self.task_names:
+      if f"{task}/count" in outputs:
+        self.sums[f"{task}/steps"] = self.sums.get(f"{task}/steps", 0) + 1
     self.steps += 1
     if timed:
       self.seconds += seconds
       self.timed_examples += sum(float(outputs[f"{t}/count"])
-                                 for t in self.task_names)
+                                 for t in self.task_names
+                                 if f"{t}/count" in outputs)
 
   def result(self) -> dict:
-    """{"train/loss", "train/accuracy", "images_per_sec"} (+ per task if K > 1).
-
-    `train/loss` is the training objective: the summed task cross-entropies
-    (each a mean over its batch) plus weight decay.
-    """
+    """{"train/loss", "train/accuracy", "images_per_sec"} (+ per task if K > 1)."""
     if not self.steps:
       return {}
-    out, loss, examples = {}, 0.0, 0.0
+    out, loss, examples, correct = {}, 0.0, 0.0, 0.0
     for task in self.task_names:
-      count = self.sums[f"{task}/count"]
+      count = self.sums.get(f"{task}/count", 0.0)
+      if not count:
+        continue  # Not trained in this interval.
       task_loss = self.sums[f"{task}/loss_sum"] / count
-      loss += task_loss
+      loss += task_loss * self.sums[f"{task}/steps"] / self.steps
       examples += count
+      correct += self.sums[f"{task}/correct"]
       if len(self.task_names) > 1:
         out[f"train/{task}/loss"] = task_loss
         out[f"train/{task}/accuracy"] = self.sums[f"{task}/correct"] / count
-    correct = sum(self.sums[f"{t}/correct"] for t in self.task_names)
     out["train/cross_entropy"] = loss
     out["train/loss"] = loss + self.sums["weight_decay"] / self.steps
     out["train/accuracy"] = correct / examples
@@ -260,8 +268,8 @@ def run_record(result: LoopResult, *, optimizer: keras.optimizers.Optimizer,
 
 
 def run_training_loop(*,
-                      train_step: Callable,
-                      tasks: Sequence[TrainTask],
+                      train_step: Callable[[], dict],
+                      task_names: Sequence[str],
                       step: tf.Variable,
                       total_steps: int,
                       learning_rate_fn: Callable[[int], float],
@@ -283,8 +291,9 @@ def run_training_loop(*,
   traces and compiles the graph), evaluation and checkpointing are excluded.
 
   Args:
-    train_step: from `make_train_step`.
-    tasks: the same tasks (their datasets are iterated here).
+    train_step: a step driver (`k4p1.train.steps`): runs one step, returns
+      its global sums for the tasks it trained.
+    task_names: every task the driver may train.
     step: the step counter `train_step` increments.
     total_steps: the step at which training ends.
     learning_rate_fn: step -> learning rate, for summaries.
@@ -299,8 +308,7 @@ def run_training_loop(*,
   Returns:
     A `LoopResult`.
   """
-  names = [t.name for t in tasks]
-  iterators = tuple(iter(t.train_dataset) for t in tasks)
+  names = list(task_names)
   start_step = current = int(step.numpy())
   summary_metrics, log_metrics = MetricAccumulator(names), MetricAccumulator(names)
   timed_seconds, timed_images = 0.0, 0.0
@@ -312,21 +320,23 @@ def run_training_loop(*,
     logging.info("Step %d >= train steps %d: nothing to train.", current, total_steps)
   while current < total_steps:
     began = time.perf_counter()
-    outputs = {k: v.numpy() for k, v in train_step(iterators).items()}
+    outputs = {k: v.numpy() for k, v in train_step().items()}
     seconds = time.perf_counter() - began
     current += 1
     # The first step of a process traces the graph: not part of images/sec.
     timed = current > start_step + 1
     if timed:
       timed_seconds += seconds
-      timed_images += sum(float(outputs[f"{n}/count"]) for n in names)
+      timed_images += sum(float(outputs[f"{n}/count"]) for n in names
+                          if f"{n}/count" in outputs)
     else:
       logging.info("First step (tracing included) took %.1f s.", seconds)
     summary_metrics.add(outputs, seconds, timed)
     log_metrics.add(outputs, seconds, timed)
-    if not np.isfinite(outputs[f"{names[0]}/loss_sum"]):
-      raise FloatingPointError(f"Loss is {outputs[f'{names[0]}/loss_sum']} at "
-                               f"step {current}: lower the learning rate.")
+    losses = [outputs[f"{n}/loss_sum"] for n in names if f"{n}/loss_sum" in outputs]
+    if not np.all(np.isfinite(losses)):
+      raise FloatingPointError(f"Loss is {losses} at step {current}: lower the "
+                               "learning rate.")
 
     if current % summary_every == 0 or current == total_steps:
       last_metrics = summary_metrics.result()

@@ -274,7 +274,8 @@ def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
   """The `PreciseBatchNorm` of a training run (None when there is nothing to do).
 
   Args:
-    tasks: (model, dataset name, training split, image size) per trained task.
+    tasks: (model, dataset name or `DatasetInfo`, training split, image
+      size) per trained task.
     num_batches: batches of each training split (0: PreciseBN off).
     global_batch_size: the training batch (per task): each replica's batch
       then normalises like a training batch.

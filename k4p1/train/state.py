@@ -10,12 +10,12 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from k4p1 import patches
+from k4p1 import workdir as workdir_lib
 from k4p1.train import checkpointing
 from k4p1.train import loop
 from k4p1.train import optimizers
 from k4p1.train import performance
-from k4p1.train import workdir as workdir_lib
+from k4p1.train import precise_bn
 
 
 @dataclasses.dataclass
@@ -29,10 +29,11 @@ class TrainingState:
   start_step: int
 
 
-def set_bn_momentum(model: keras.Model, momentum: float) -> int:
-  """Sets the momentum of the model's trainable BN layers; returns how many."""
-  layers = [l for l in patches.leaf_layers(model)
-            if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
+def set_bn_momentum(models, momentum: float) -> int:
+  """Sets the momentum of the models' training-mode BN layers; returns how many."""
+  if isinstance(models, keras.Model):
+    models = [models]
+  layers = precise_bn.training_mode_bn_layers(models)
   for layer in layers:
     layer.momentum = momentum
   return len(layers)
@@ -46,7 +47,7 @@ def build_training_state(config, trained_models, *, strategy, global_batch_size:
   Call under `strategy.scope()`, after the models are built.
 
   Args:
-    config: a `TransferConfig` (or subclass): BN momentum, LR schedule,
+    config: the run's `RunConfig`: BN momentum, LR schedule,
       optimizer, mixed precision, checkpoints kept.
     trained_models: the models whose trainable variables the run updates.
     strategy: the run's strategy (a non-chief worker saves to scratch).
@@ -60,7 +61,7 @@ def build_training_state(config, trained_models, *, strategy, global_batch_size:
     The `TrainingState`, with `start_step` the restored step (0 for a new run).
   """
   if config.bn_momentum is not None:
-    count = sum(set_bn_momentum(m, config.bn_momentum) for m in trained_models)
+    count = set_bn_momentum(trained_models, config.bn_momentum)
     logging.info("BN momentum %s on %d training-mode BN layers.",
                  config.bn_momentum, count)
   schedule = optimizers.build_learning_rate_schedule(

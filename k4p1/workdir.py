@@ -1,12 +1,18 @@
-"""The run's directory: layout, atomic JSON files, and rerun safety.
+"""A run's directory: every file's place, atomic writes, and rerun safety.
 
 ```
-<workdir>/config.json    the resolved config and the command line
-<workdir>/results.json   final metrics, parameter counts, timings
-<workdir>/checkpoints/   tf.train.CheckpointManager
-<workdir>/tensorboard/   summaries
-<workdir>/patches/<task>.k4p1
+<workdir>/config.json          the resolved config and the command line
+<workdir>/results.json         final metrics, parameter counts, timings
+<workdir>/checkpoints/         tf.train.CheckpointManager
+<workdir>/tensorboard/         summaries
+<workdir>/patches/<task>.k4p1  one patch per task
+<workdir>/patches/shared_head.npz   multires: the head every size shares
+<workdir>/backbone.weights.h5  multi-task and pretrain runs: the base
+<workdir>/tasks.json           multi-task runs: the tasks in task-id order
+<workdir>/export/              multi-task runs: one SavedModel for every task
+<workdir>/sequential/<tasks>/  a sequential run's own config, results, ...
 ```
+Every file is written through `k4p1.atomic` (temp file, then rename).
 """
 
 import json
@@ -21,6 +27,11 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 PATCH_DIR = "patches"
 PATCH_EXTENSION = ".k4p1"
+BACKBONE_FILE = "backbone.weights.h5"
+MANIFEST_FILE = "tasks.json"
+EXPORT_DIR = "export"
+SHARED_HEAD_FILE = os.path.join(PATCH_DIR, "shared_head.npz")
+SEQUENTIAL_DIR = "sequential"
 
 
 class WorkdirMismatchError(ValueError):
@@ -45,6 +56,59 @@ def tensorboard_dir(workdir: str) -> str:
 
 def patch_path(workdir: str, task: str) -> str:
   return os.path.join(workdir, PATCH_DIR, task + PATCH_EXTENSION)
+
+
+def backbone_path(workdir: str) -> str:
+  return os.path.join(workdir, BACKBONE_FILE)
+
+
+def manifest_path(workdir: str) -> str:
+  return os.path.join(workdir, MANIFEST_FILE)
+
+
+def export_dir(workdir: str) -> str:
+  return os.path.join(workdir, EXPORT_DIR)
+
+
+def shared_head_path(workdir: str) -> str:
+  return os.path.join(workdir, SHARED_HEAD_FILE)
+
+
+def sequential_run_dir(workdir: str, task_names: Sequence[str]) -> str:
+  """Where a sequential run adding `task_names` keeps its own files."""
+  return os.path.join(workdir, SEQUENTIAL_DIR, "+".join(task_names))
+
+
+def save_weights(model, path: str) -> None:
+  """`model.save_weights(path)` through a temp file (a Keras model or layer)."""
+  with atomic.output_path(path) as tmp:
+    model.save_weights(tmp, overwrite=True)
+
+
+def write_manifest(workdir: str, payload: Mapping[str, Any]) -> None:
+  write_json_atomic(manifest_path(workdir), dict(payload))
+
+
+def read_manifest_for_sequential(workdir: str) -> dict:
+  """The tasks.json of the finished multi-task run a sequential run extends.
+
+  Raises:
+    WorkdirMismatchError: no finished multi-task run there, or a multires
+      run (its head is shared by every resolution).
+  """
+  path = manifest_path(workdir)
+  if not os.path.exists(path):
+    raise WorkdirMismatchError(
+        f"Workdir {workdir!r} holds no finished multi-task run "
+        f"({MANIFEST_FILE} is missing): run experiments.multitask without "
+        "--sequential there first.")
+  manifest = read_json(path)
+  if manifest.get("shared_head"):
+    raise WorkdirMismatchError(
+        f"Workdir {workdir!r} holds a multires run (one head shared by every "
+        "resolution): sequential tasks need their own run; start a multitask "
+        "run instead.")
+  return manifest
 
 
 def write_json_atomic(path: str, payload: Any) -> None:

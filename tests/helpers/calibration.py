@@ -1,8 +1,8 @@
-"""Re-estimating BatchNormalization statistics from data."""
+"""Re-estimating BatchNormalization statistics from data, for random-init test models."""
 
 import keras
 
-from k4p1.patches import inject
+from k4p1 import patches
 
 
 def calibrate_batchnorm(model: keras.Model, images) -> None:
@@ -19,7 +19,7 @@ def calibrate_batchnorm(model: keras.Model, images) -> None:
     model: any Keras model; nested models are included.
     images: one batch of inputs (large enough for stable statistics).
   """
-  bn_layers = [l for l in inject.leaf_layers(model)
+  bn_layers = [l for l in patches.leaf_layers(model)
                if isinstance(l, keras.layers.BatchNormalization)]
   saved = [(l.momentum, l.trainable) for l in bn_layers]
   try:

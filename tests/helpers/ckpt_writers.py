@@ -15,7 +15,8 @@ loader can be tested offline (and Keras weights can be handed to TF1 tools):
   `save_counter`, as `exporter_main_v2.py` writes it (`ckpt-0`).
 
 Files are written into a temporary directory beside the target and moved into
-place, the `.index` (what readers look for) last.
+place, the `.index` (what readers look for) last; other checkpoints in the same
+directory stay (so not `atomic.output_dir`, which replaces the directory).
 """
 
 import os
@@ -26,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from k4p1 import atomic
 from k4p1.models import checkpoint_names as names
 from k4p1.models import ckpt_mapping
 
@@ -167,9 +169,7 @@ def write_od_tf2_checkpoint(model, directory, backbone_attribute=
   manager.save(checkpoint_number=0)
   os.remove(os.path.join(tmp_dir, "checkpoint"))
   _move_into_place(tmp_dir, directory)
-  state = os.path.join(directory, "checkpoint")
-  with open(state + ".tmp", "w") as f:
-    f.write('model_checkpoint_path: "ckpt-0"\n'
-            'all_model_checkpoint_paths: "ckpt-0"\n')
-  os.replace(state + ".tmp", state)
+  atomic.write_text_atomic(os.path.join(directory, "checkpoint"),
+                           'model_checkpoint_path: "ckpt-0"\n'
+                           'all_model_checkpoint_paths: "ckpt-0"\n')
   return os.path.join(directory, "ckpt-0")

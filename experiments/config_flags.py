@@ -1,0 +1,138 @@
+"""Command-line flags generated from `k4p1.train.RunConfig`, and the shared main.
+
+Every field of `RunConfig` is a flag of the same name, type, default and help
+(the field's `help` metadata): a setting is declared once, in the config.
+`build_config` starts from the defaults, applies `--config=<name>`
+(`experiments/configs/<name>.py`, or a table row `<name>@<row>`), then the
+flags given on the command line. `main` turns flags into a plan (every check,
+once), runs it and exits with one clear line on a bad value or workdir.
+"""
+
+import dataclasses
+import shlex
+import sys
+import typing
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from experiments import configs
+from k4p1 import data
+from k4p1 import train
+
+FLAGS = flags.FLAGS
+CONFIG_FLAGS = train.RunConfig.field_names()
+
+def _base_type(annotation):
+  args = [a for a in typing.get_args(annotation) if a is not type(None)]
+  return args[0] if typing.get_origin(annotation) is typing.Union else annotation
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """Defines `--config` and one flag per `RunConfig` field."""
+  flags.DEFINE_string("config", None, "Config from experiments/configs/ (name, "
+                      "name@row or .py path) to start from; flags override it.",
+                      flag_values=flag_values)
+  for field in dataclasses.fields(train.RunConfig):
+    kind, help_text = _base_type(field.type), field.metadata["help"]
+    default = None if field.default == "" else field.default
+    args = dict(flag_values=flag_values)
+    if "choices" in field.metadata:
+      flags.DEFINE_enum(field.name, default, field.metadata["choices"],
+                        help_text, **args)
+    elif kind is bool:
+      flags.DEFINE_bool(field.name, default, help_text, **args)
+    elif kind is int:
+      flags.DEFINE_integer(field.name, default, help_text, **args)
+    elif kind is float:
+      flags.DEFINE_float(field.name, default, help_text, **args)
+    elif kind is tuple:
+      flags.DEFINE_list(field.name, list(default) if default else None,
+                        help_text, **args)
+    else:
+      flags.DEFINE_string(field.name, default, help_text, **args)
+
+
+def _given(flag_values: flags.FlagValues, names) -> list:
+  """The flags among `names` that were set on the command line (or by a test)."""
+  return [n for n in names if n in flag_values and
+          (flag_values[n].present or not flag_values[n].using_default_value)]
+
+
+def _value(flag_values: flags.FlagValues, name: str):
+  """A flag's value in its config field's type (lists become tuples)."""
+  value = flag_values[name].value
+  field = {f.name: f for f in dataclasses.fields(train.RunConfig)}[name]
+  if value is None or _base_type(field.type) is not tuple:
+    if name == "jit_compile" and value in ("true", "false"):
+      return value == "true"
+    return value
+  element = field.metadata.get("element", str)
+  try:
+    return tuple(element(v) for v in value)
+  except ValueError:
+    raise ValueError(f"--{name} must be {element.__name__}s separated by "
+                     f"commas, got {','.join(value)!r}.") from None
+
+
+def build_config(flag_values: flags.FlagValues = FLAGS) -> train.RunConfig:
+  """Defaults <- `--config` overrides <- the flags that were given.
+
+  A given flag replaces the settings it excludes (`train.merge_overrides`):
+  `--train_steps` clears a config's `train_epochs`, `--tasks` its `dataset`.
+
+  Raises:
+    ValueError: an unknown config or field (naming the choices).
+  """
+  overrides = {}
+  if flag_values["config"].value:
+    overrides = configs.load_overrides(flag_values["config"].value)
+  given = {n: _value(flag_values, n) for n in _given(flag_values, CONFIG_FLAGS)}
+  return train.RunConfig().replace(**train.merge_overrides(overrides, given))
+
+
+def command_line(module: str, flag_values: flags.FlagValues = FLAGS) -> str:
+  """The command that reproduces this run: the module and the flags given."""
+  given = [flag_values[n].serialize()
+           for n in _given(flag_values, ("config",) + CONFIG_FLAGS)]
+  return shlex.join(["python", "-m", module] + given)
+
+
+def _fatal(message: str) -> None:
+  print(f"FATAL {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def main(argv, module: str) -> dict:
+  """Flags -> config -> plan -> `train.run`; returns results.json's content."""
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  try:
+    plan = train.resolve(build_config(FLAGS))
+  except train.WorkdirMismatchError as e:
+    _fatal(f"{type(e).__name__}: {e}")
+  except ValueError as e:
+    _fatal(f"Flags parsing error: {e}\nPass --helpshort or --helpfull to see "
+           "help on flags.")
+  try:
+    results = train.run(plan, command=command_line(module))
+  except (data.DatasetNotPreparedError, train.WorkdirMismatchError) as e:
+    # Problems the user fixes outside the code: the message says how.
+    _fatal(f"{type(e).__name__}: {e}")
+  for task, metrics in results["tasks"].items():
+    logging.info("%s: accuracy %.4f after %d steps.", task, metrics["accuracy"],
+                 results["steps"])
+  if "patch_file" in results:
+    logging.info("Patch %s: %d bytes, %s trainable parameters.",
+                 results["patch_file"], results["patch_file_bytes"],
+                 f"{results['params']['patch_trainable']:,}")
+  if "system_params" in results:
+    logging.info("%s: %d tasks in %s parameters; %s as separate models.",
+                 results["experiment"], len(results["tasks"]),
+                 f"{results['system_params']:,}",
+                 f"{results['separate_models_params']:,}")
+  return results
+
+
+define_flags()

@@ -1,0 +1,176 @@
+"""Checks of a `RunConfig`'s fields; `plan.resolve` runs them once per run.
+
+Each raises `ValueError` naming the field, its value and the valid choices.
+"""
+
+import re
+
+from k4p1 import models
+from k4p1 import patches
+from k4p1.train import config as config_lib
+from k4p1.train import optimizers
+from k4p1.train import performance
+from k4p1.train import strategy as strategy_lib
+
+# TensorFlow name scopes reject '@' and ':' inside `tf.function` (Keras opens
+# one per layer and model), although results.json keys may carry them.
+_UNSAFE_IN_SCOPES = re.compile(r"[^A-Za-z0-9_.\-]")
+_TASK_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]+$")
+_POSITIVE = ("learning_rate", "lr_decay_epochs", "lr_decay_rate", "log_every_secs")
+
+
+def check_choice(field: str, value, choices) -> None:
+  if value not in choices:
+    raise ValueError(f"Unknown {field} {value!r}; valid choices: "
+                     f"{', '.join(str(c) for c in choices)}.")
+
+
+def check_int(field: str, value, minimum: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_fraction(field: str, value) -> None:
+  if not 0.0 <= value < 1.0:
+    raise ValueError(f"{field} must be in [0, 1), got {value!r}.")
+
+
+def check_fields(config: config_lib.RunConfig) -> None:
+  """Checks every field that does not depend on the kind of run."""
+  if not config.workdir:
+    raise ValueError("workdir is required (the run's output directory).")
+  arch = models.get_architecture(config.model)  # Raises with the choices.
+  patches.PatchSpec.parse(config.patch)
+  check_choice("strategy", config.strategy, strategy_lib.STRATEGIES)
+  check_choice("optimizer", config.optimizer, optimizers.OPTIMIZERS)
+  check_choice("bn_stats", config.bn_stats, config_lib.BN_STATS)
+  check_choice("shared", config.shared, config_lib.SHARED)
+  check_choice("task_sampling", config.task_sampling, config_lib.TASK_SAMPLING)
+  check_choice("mixed_precision", config.mixed_precision,
+               performance.MIXED_PRECISION)
+  models.check_weights(config.weights)
+  if config.alpha != 1.0 and not arch.supports_alpha:
+    raise ValueError(f"alpha={config.alpha} is not supported by {config.model}; "
+                     "only MobileNets take a width multiplier.")
+  for field in ("image_size", "export_image_size"):
+    if getattr(config, field) is not None:
+      check_int(field, getattr(config, field), arch.min_image_size)
+  for size in tuple(config.image_sizes or ()) + tuple(config.resolutions):
+    check_int("image size", size, arch.min_image_size)
+  check_int("batch_size", config.batch_size, 1)
+  if config.train_steps is not None and config.train_epochs is not None:
+    raise ValueError(f"Set train_steps ({config.train_steps}) or train_epochs "
+                     f"({config.train_epochs}), not both.")
+  if config.train_steps is not None:
+    check_int("train_steps", config.train_steps, 1)
+  if config.train_epochs is not None and not config.train_epochs > 0:
+    raise ValueError(f"train_epochs must be > 0, got {config.train_epochs!r}.")
+  for name in _POSITIVE:
+    if not getattr(config, name) > 0:
+      raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}.")
+  if config.epsilon is not None and not config.epsilon > 0:
+    raise ValueError(f"epsilon must be > 0, got {config.epsilon!r}.")
+  for name in ("label_smoothing", "momentum"):
+    _check_fraction(name, getattr(config, name))
+  if config.bn_momentum is not None:
+    _check_fraction("bn_momentum", config.bn_momentum)
+  if config.weight_decay < 0:
+    raise ValueError(f"weight_decay must be >= 0, got {config.weight_decay!r}.")
+  for name, minimum in (("lr_reference_batch", 1), ("precise_bn_batches", 0),
+                        ("eval_every", 0), ("checkpoint_every", 0),
+                        ("keep_checkpoints", 1), ("summary_every", 1)):
+    check_int(name, getattr(config, name), minimum)
+  performance.resolve_jit_compile(config.jit_compile)  # Raises with choices.
+  if config.tpu_address and config.strategy != "tpu":
+    raise ValueError(f"tpu_address={config.tpu_address!r} needs strategy "
+                     f"'tpu', not {config.strategy!r}.")
+
+
+def check_experiment(config: config_lib.RunConfig) -> None:
+  """Checks the task settings against the kind of run they make."""
+  spec = patches.PatchSpec.parse(config.patch)
+  tasks, resolutions = tuple(config.tasks), tuple(config.resolutions)
+  if config.dataset and tasks:
+    raise ValueError(f"Set dataset ({config.dataset!r}: one task, or the "
+                     f"multires dataset) or tasks ({list(tasks)}: several), "
+                     "not both.")
+  if not config.dataset and not tasks:
+    raise ValueError("No task: set dataset=<name> (one task, e.g. cifar100 or "
+                     "mnist5k:5-9) or tasks=(<name>, ...) (multi-task).")
+  kind = config.experiment
+  if config.pretrain and (config.sequential or resolutions or tasks):
+    raise ValueError("pretrain trains one backbone on dataset=<name>; it "
+                     "excludes tasks, resolutions and sequential.")
+  if config.sequential and resolutions:
+    raise ValueError("resolutions (multires) and sequential exclude each other.")
+  if config.sequential and not tasks:
+    raise ValueError("A sequential run adds tasks=(<name>, ...) to the run in "
+                     "workdir; tasks is empty.")
+  if config.sequential and config.shared != "frozen":
+    raise ValueError("A sequential run trains only the new tasks' patches: "
+                     f"shared must be 'frozen', not {config.shared!r}.")
+  if resolutions:
+    _check_multires(config, spec)
+  single = kind in ("transfer", "pretrain")
+  if config.task is not None and not single:
+    raise ValueError(f"task={config.task!r} names the task of a one-dataset "
+                     "run; name several tasks with task_names.")
+  if config.task is not None:
+    default_task_name(config.task)  # Same character rules.
+  for field in ("task_names", "image_sizes"):
+    value = getattr(config, field)
+    if value is not None and len(value) != len(tasks):
+      raise ValueError(f"{field} has {len(value)} entries for the "
+                       f"{len(tasks)} tasks {list(tasks)}: {list(value)}.")
+  if kind != "transfer":
+    for field, off in (("cache_features", False), ("mixed_precision", "none")):
+      if getattr(config, field) != off:
+        raise ValueError(f"{field}={getattr(config, field)!r} is supported by "
+                         f"transfer runs only, not {kind}; use {off!r}.")
+  if config.cache_features and str(spec) != "logits":
+    raise ValueError(f"cache_features needs patch 'logits' (only the head "
+                     f"trains), not {config.patch!r}.")
+
+
+def _check_multires(config, spec) -> None:
+  resolutions = list(config.resolutions)
+  if not config.dataset:
+    raise ValueError("Multires needs dataset=<name> (the dataset trained at "
+                     f"resolutions {resolutions}).")
+  if len(set(resolutions)) != len(resolutions):
+    raise ValueError(f"resolutions {resolutions} repeat a size.")
+  if config.image_sizes or config.image_size is not None:
+    raise ValueError("Multires takes its sizes from resolutions; do not also "
+                     "pass image_size or image_sizes.")
+  if spec.is_full or not spec.kinds - {"logits"}:
+    raise ValueError(f"Multires needs a patch with per-resolution kinds (e.g. "
+                     f"scale_bias), not {str(spec)!r}: the head is shared by "
+                     "every resolution.")
+
+
+def check_task_names(names) -> None:
+  """Task names must be valid and distinct once read as model names."""
+  bad = [n for n in names if not _TASK_NAME.match(n)]
+  if bad:
+    raise ValueError(f"Invalid task names {bad}: use letters, digits and '_.@:-'.")
+  if len({model_task_name(n) for n in names}) != len(names):
+    raise ValueError(f"Task names {names} repeat a name (with '@' and ':' read "
+                     "as '_'): pass task_names=.")
+
+
+def model_task_name(name: str) -> str:
+  """The name given to `apply_patch` (layer suffix, patch file): "d@48" -> "d_48"."""
+  return _UNSAFE_IN_SCOPES.sub("_", name)
+
+
+def default_task_name(dataset: str) -> str:
+  """A task name safe in layer and file names: "mnist5k:5-9" -> "mnist5k_5-9".
+
+  Raises:
+    ValueError: the name still has characters outside [A-Za-z0-9_.-].
+  """
+  name = dataset.replace(":", "_").replace(",", "_")
+  if not name or not all(c.isalnum() or c in "_.-" for c in name):
+    raise ValueError(f"Task name {name!r} (from {dataset!r}) must use only "
+                     "letters, digits and '_.-'.")
+  return name

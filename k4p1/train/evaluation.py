@@ -1,0 +1,108 @@
+"""Evaluation during and after a run: BN statistics first, then every task.
+
+`Evaluator(step)` sets the BN statistics the run evaluates and saves with
+(PreciseBN over the trained tasks' training data, `precise_bn.for_run`),
+computes each task's accuracy on its eval split, logs it and writes it to
+TensorBoard. One task: `eval/accuracy`; K tasks: `eval/<task>/accuracy` for
+each and their mean as `eval/accuracy`.
+"""
+
+import time
+from typing import Callable
+
+from absl import logging
+import numpy as np
+
+from k4p1 import data
+from k4p1 import eval as eval_lib
+from k4p1.train import precise_bn
+
+
+def bn_statistics_updater(plan, task_models, strategy) -> Callable[[], dict]:
+  """A function that sets the BN statistics a run evaluates and saves with.
+
+  With `precise_bn_batches` > 0 it runs PreciseBN over the trained tasks'
+  training splits (a shared trained layer pools every task's batches) and
+  returns its record; otherwise (or with no training-mode BN layer) it changes
+  nothing and says where the statistics come from.
+  """
+  config = plan.config
+  trained = [(model, task.dataset, task.dataset.train_split, task.image_size)
+             for task, model in zip(plan.tasks, task_models) if task.trained]
+  precise = precise_bn.for_run(
+      trained, num_batches=config.precise_bn_batches,
+      global_batch_size=config.batch_size, strategy=strategy,
+      data_dir=config.data_dir, seed=config.seed, architecture=config.model)
+  if precise is None:
+    layers = precise_bn.training_mode_bn_layers([t[0] for t in trained])
+    record = ({"method": "moving_average", "layers": len(layers),
+               "momentum": config.bn_momentum} if layers
+              else {"method": "none", "layers": 0})
+    return lambda: dict(record)
+
+  def refresh() -> dict:
+    began = time.perf_counter()
+    record = precise.update()
+    record["seconds"] = round(time.perf_counter() - began, 3)
+    logging.info("PreciseBN: statistics of %d BN layers from %d batches "
+                 "(%.1f s).", record["layers"], record["batches"],
+                 record["seconds"])
+    return record
+
+  return refresh
+
+
+class Evaluator:
+  """Evaluates every task of a run at a step (see the module docstring).
+
+  Args:
+    plan: the `RunPlan`.
+    task_models: one model per task of the plan.
+    strategy: the run's strategy.
+    write_scalars: (step, {tag: value}) -> None.
+  """
+
+  def __init__(self, plan, task_models, strategy, write_scalars: Callable):
+    config = plan.config
+    self._tasks = plan.tasks
+    self._write = write_scalars
+    self._refresh_bn = bn_statistics_updater(plan, task_models, strategy)
+    self._accuracy_fns = [
+        eval_lib.make_accuracy_fn(model, data.build_dataset(
+            task.dataset, task.dataset.eval_split,
+            global_batch_size=config.batch_size, image_size=task.image_size,
+            training=False, strategy=strategy, data_dir=config.data_dir,
+            seed=config.seed, architecture=config.model), strategy)
+        for task, model in zip(plan.tasks, task_models)]
+    self.bn_statistics = {}
+    self.per_task = {}
+
+  def __call__(self, step: int) -> dict:
+    """Sets BN statistics, evaluates, logs and writes; returns the metrics.
+
+    Returns:
+      One task: {"eval/accuracy", "examples"}; K tasks: per task
+      "eval/<task>/accuracy" and "eval/<task>/examples", and the mean
+      "eval/accuracy". `self.per_task` then maps each task name to
+      {"accuracy", "examples"}.
+    """
+    self.bn_statistics = self._refresh_bn()  # Before every eval and write.
+    self.per_task = {}
+    for task, accuracy_fn in zip(self._tasks, self._accuracy_fns):
+      result = accuracy_fn()
+      self.per_task[task.name] = result
+      logging.info("eval at step %d: %s accuracy %.4f on %d examples.", step,
+                   task.name, result["accuracy"], result["examples"])
+    if len(self._tasks) == 1:
+      (result,) = self.per_task.values()
+      metrics = {"eval/accuracy": result["accuracy"],
+                 "examples": result["examples"]}
+    else:
+      metrics = {}
+      for name, result in self.per_task.items():
+        metrics[f"eval/{name}/accuracy"] = result["accuracy"]
+        metrics[f"eval/{name}/examples"] = result["examples"]
+      metrics["eval/accuracy"] = float(np.mean(
+          [r["accuracy"] for r in self.per_task.values()]))
+    self._write(step, {k: v for k, v in metrics.items() if k.endswith("accuracy")})
+    return metrics

@@ -1,0 +1,123 @@
+"""What a finished run writes: results.json and the artefacts of its kind.
+
+* transfer: `patches/<task>.k4p1`;
+* pretrain: `backbone.weights.h5` (every weight trained);
+* multitask, multires: `backbone.weights.h5` (the base the patches fit),
+  every task's patch, `tasks.json` (the task list in task-id order, which
+  sequential runs extend), multires' `patches/shared_head.npz`, and (not
+  multires) `export/`, one SavedModel serving every task;
+* sequential: the new tasks' patches join the earlier run's `patches/`,
+  `tasks.json` lists them after the earlier tasks, `export/` is rewritten.
+
+File places are `k4p1.workdir`'s; every write goes through `k4p1.atomic`.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+
+from k4p1 import atomic
+from k4p1 import patches
+from k4p1 import workdir as workdir_lib
+from k4p1.patches import io as patches_io
+from k4p1.train import build
+
+
+def digest(task_models) -> str:
+  """sha256 over every variable (shared and own) of the models."""
+  hasher = hashlib.sha256()
+  for model in task_models:
+    for variable in model.weights:
+      value = np.ascontiguousarray(variable.numpy())
+      hasher.update(f"{variable.path}|{value.shape}|{value.dtype}".encode())
+      hasher.update(value.tobytes())
+  return hasher.hexdigest()
+
+
+def task_results(plan, run_models, evaluator) -> dict:
+  """results.json's "tasks": accuracy, data and parameters of every task."""
+  tasks = {}
+  for task, model in zip(plan.tasks, run_models.task_models):
+    entry = dict(evaluator.per_task[task.name], num_classes=task.num_classes,
+                 dataset=task.dataset.name, image_size=task.image_size,
+                 trained_in_this_run=task.trained)
+    if plan.experiment != "pretrain":
+      entry["params"] = patches.count_params(model)
+    tasks[task.name] = entry
+  return tasks
+
+
+def params(plan, run_models, trained_variables) -> dict:
+  """results.json's parameter counts (K-task runs add the system's)."""
+  if plan.experiment == "pretrain":
+    return {"params": build.pretrain_params(run_models.task_models[0])}
+  if plan.experiment == "transfer":
+    return {"params": patches.count_params(run_models.task_models[0])}
+  counts = build.system_params(run_models.task_models, run_models.base)
+  counts["params"]["patch_trainable"] = sum(int(np.prod(v.shape))
+                                            for v in trained_variables)
+  return counts
+
+
+def write_artefacts(plan, run_models) -> dict:
+  """Writes the run's artefacts (chief only); returns results.json's fields."""
+  experiment, workdir = plan.experiment, plan.config.workdir
+  base, task_models = run_models.base, run_models.task_models
+  if experiment == "transfer":
+    path = workdir_lib.patch_path(workdir, plan.tasks[0].model_name)
+    patches.save_patch(task_models[0], path)
+    return {"patch_file": os.path.relpath(path, workdir),
+            "patch_file_bytes": os.path.getsize(path)}
+  if experiment == "pretrain":
+    path = workdir_lib.backbone_path(workdir)
+    workdir_lib.save_weights(base, path)
+    return {"backbone_weights": os.path.abspath(path)}
+  if experiment != "sequential":
+    workdir_lib.save_weights(base, workdir_lib.backbone_path(workdir))
+  entries = _save_patches(plan, task_models)
+  if experiment == "multires":
+    head = run_models.head
+    atomic.write_bytes_atomic(
+        workdir_lib.shared_head_path(workdir),
+        patches_io.npz_bytes({"kernel": head.kernel.numpy(),
+                              "bias": head.bias.numpy()}))
+  if experiment == "sequential":
+    entries = list(plan.manifest["tasks"]) + entries
+  _write_manifest(plan, entries)
+  if experiment == "multires":
+    return {}
+  export = workdir_lib.export_dir(workdir)
+  size = plan.config.export_image_size
+  patches.export_multitask(task_models, export, image_size=(size, size))
+  return {"export": os.path.relpath(export, plan.run_dir)}
+
+
+def _save_patches(plan, task_models) -> list:
+  """Saves each trained task's patch; returns the tasks' manifest entries."""
+  workdir, entries = plan.config.workdir, []
+  for task, model in zip(plan.tasks, task_models):
+    if not task.trained:
+      continue
+    path = workdir_lib.patch_path(workdir, task.model_name)
+    patches.save_patch(model, path)
+    entries.append({"name": task.name, "model_name": task.model_name,
+                    "dataset": task.dataset.name,
+                    "num_classes": task.num_classes,
+                    "image_size": task.image_size,
+                    "patch_file": os.path.relpath(path, workdir),
+                    "added_by": plan.experiment})
+  return entries
+
+
+def _write_manifest(plan, entries) -> None:
+  """`tasks.json`: the base, its settings and the tasks in task-id order."""
+  config = plan.config
+  workdir_lib.write_manifest(config.workdir, {
+      "model": config.model, "alpha": config.alpha,
+      "add_missing_scales": config.add_missing_scales,
+      "backbone": workdir_lib.BACKBONE_FILE,
+      "shared_head": (workdir_lib.SHARED_HEAD_FILE
+                      if plan.experiment == "multires" else None),
+      "export_image_size": config.export_image_size,
+      "tasks": entries})

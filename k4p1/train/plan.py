@@ -1,0 +1,205 @@
+"""`resolve`: a `RunConfig` checked once and turned into the objects a run uses.
+
+```python
+plan = train.resolve(train.RunConfig(workdir="runs/a", dataset="cifar100"))
+plan.spec            # patches.PatchSpec, parsed once
+plan.tasks[0].dataset  # data.DatasetInfo, looked up once
+plan.config          # the canonical config: every default made explicit
+```
+Every check runs here, before anything is built, and raises `ValueError`
+naming the bad field, its value and the valid choices (a sequential run's
+missing or mismatched earlier run: `workdir.WorkdirMismatchError`). The
+runner, the data pipeline and the patch injection take the resolved objects
+and never parse a name again.
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+from absl import logging
+
+from k4p1 import data
+from k4p1 import models
+from k4p1 import patches
+from k4p1 import workdir as workdir_lib
+from k4p1.train import checks
+from k4p1.train import config as config_lib
+
+model_task_name = checks.model_task_name
+default_task_name = checks.default_task_name
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPlan:
+  """One task of a run.
+
+  Attributes:
+    name: key of results.json and TensorBoard tags (e.g. "mnist5k_5-9@64").
+    dataset: the task's dataset, resolved.
+    image_size: its input size.
+    trained: whether this run trains it (sequential: only the new tasks).
+    patch_file: an earlier task's patch (sequential runs), else None.
+  """
+  name: str
+  dataset: data.DatasetInfo
+  image_size: int
+  trained: bool = True
+  patch_file: Optional[str] = None
+
+  @property
+  def model_name(self) -> str:
+    """Names the task's layers, model and patch file."""
+    return model_task_name(self.name)
+
+  @property
+  def num_classes(self) -> int:
+    return self.dataset.num_classes
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+  """A resolved run: canonical config, parsed patch, tasks, output directory.
+
+  Attributes:
+    config: the config with every default made explicit (config.json's).
+    spec: the patch each task gets (multires: without logits, the head is
+      shared).
+    architecture: the backbone's `models.Architecture`.
+    tasks: every task in task-id order (sequential: earlier ones first).
+    run_dir: where this run's own files go (the workdir, or a sequential
+      run's `<workdir>/sequential/<tasks>`).
+    manifest: sequential runs: the earlier run's tasks.json.
+  """
+  config: config_lib.RunConfig
+  spec: patches.PatchSpec
+  architecture: models.Architecture
+  tasks: tuple
+  run_dir: str
+  manifest: Optional[dict] = None
+
+  @property
+  def experiment(self) -> str:
+    return self.config.experiment
+
+  @property
+  def trained_tasks(self) -> list:
+    return [t for t in self.tasks if t.trained]
+
+
+def train_examples(info: data.DatasetInfo) -> int:
+  """Training examples of `info` (estimated for an unsized label subset)."""
+  if info.num_train_examples:
+    return info.num_train_examples
+  base = data.get_dataset_info(info.base_name)
+  estimate = max(1, base.num_train_examples * info.num_classes // base.num_classes)
+  logging.warning("%s has no registered size; assuming %d training examples "
+                  "for the epoch-based schedule.", info.name, estimate)
+  return estimate
+
+
+def resolve(config: config_lib.RunConfig) -> RunPlan:
+  """Validates `config` once and resolves it into a `RunPlan`.
+
+  Raises:
+    ValueError: a bad field (naming its value and the valid choices).
+    workdir.WorkdirMismatchError: a sequential run without a finished run in
+      its workdir, or with a task name that run already has.
+  """
+  checks.check_fields(config)
+  checks.check_experiment(config)
+  arch = models.get_architecture(config.model)
+  spec = patches.PatchSpec.parse(config.patch)
+  config = config.replace(weights=models.normalize_weights(config.weights),
+                          patch=str(spec))
+  manifest = None
+  if config.sequential:
+    manifest = workdir_lib.read_manifest_for_sequential(config.workdir)
+    config = config.replace(
+        model=manifest["model"], alpha=manifest["alpha"],
+        add_missing_scales=manifest["add_missing_scales"],
+        weights=os.path.abspath(os.path.join(config.workdir,
+                                             manifest["backbone"])),
+        export_image_size=manifest["export_image_size"])
+    arch = models.get_architecture(config.model)
+  tasks = _new_tasks(config, arch)
+  if manifest is not None:
+    tasks = _earlier_tasks(config, manifest, tasks) + tasks
+  checks.check_task_names([t.name for t in tasks])
+  config = _fill_defaults(config, tasks)
+  run_dir = config.workdir
+  if config.sequential:
+    run_dir = workdir_lib.sequential_run_dir(
+        config.workdir, [t.name for t in tasks if t.trained])
+  if config.experiment == "multires":
+    spec = patches.PatchSpec(spec.kinds - {"logits"})
+  return RunPlan(config, spec, arch, tuple(tasks), run_dir, manifest)
+
+
+def _new_tasks(config, arch) -> list:
+  """The tasks this run trains, with their datasets and sizes."""
+  if config.dataset and not config.resolutions:
+    info = data.get_dataset_info(config.dataset)
+    size = config.image_size or data.default_image_size(info, arch.name)
+    return [TaskPlan(config.task or default_task_name(config.dataset), info, size)]
+  if config.resolutions:
+    info = data.get_dataset_info(config.dataset)
+    stem = default_task_name(config.dataset)
+    return [TaskPlan(f"{stem}@{size}", info, int(size))
+            for size in config.resolutions]
+  plans = []
+  for index, dataset in enumerate(config.tasks):
+    info = data.get_dataset_info(dataset)
+    name = (config.task_names[index] if config.task_names
+            else default_task_name(dataset))
+    if config.image_sizes:
+      size = int(config.image_sizes[index])
+    else:
+      size = config.image_size or data.default_image_size(info, arch.name)
+    plans.append(TaskPlan(name, info, size))
+  return plans
+
+
+def _earlier_tasks(config, manifest, new_tasks) -> list:
+  """A sequential run's earlier tasks, read from the manifest (not trained)."""
+  earlier = manifest["tasks"]
+  clash = sorted({t.model_name for t in new_tasks} &
+                 {model_task_name(e["name"]) for e in earlier})
+  if clash:
+    raise workdir_lib.WorkdirMismatchError(
+        f"Workdir {config.workdir!r} already has tasks {clash}: pass other "
+        "task_names (--task_names).")
+  return [TaskPlan(e["name"], data.get_dataset_info(e["dataset"]),
+                   int(e["image_size"]), trained=False,
+                   patch_file=os.path.join(config.workdir, e["patch_file"]))
+          for e in earlier]
+
+
+def _fill_defaults(config, tasks) -> config_lib.RunConfig:
+  """Makes every default explicit, so that config.json says what ran."""
+  from k4p1.train import performance  # pylint: disable=g-import-not-at-top
+  new = [t for t in tasks if t.trained]
+  if config.experiment in ("transfer", "pretrain"):
+    config = config.replace(task=new[0].name, image_size=new[0].image_size)
+  else:
+    config = config.replace(task_names=tuple(t.name for t in new),
+                            image_sizes=tuple(t.image_size for t in new))
+    if config.export_image_size is None:
+      config = config.replace(export_image_size=max(t.image_size for t in tasks))
+  if config.epsilon is None:
+    config = config.replace(epsilon=1.0 if config.optimizer == "rmsprop" else 1e-7)
+  if config.train_steps is None and config.train_epochs is None:
+    config = config.replace(train_epochs=config_lib.DEFAULT_TRAIN_EPOCHS)
+  return config.replace(
+      jit_compile=performance.resolve_jit_compile(config.jit_compile))
+
+
+def check_config(config: config_lib.RunConfig) -> None:
+  """Checks `config` as `resolve` does, without reading any workdir.
+
+  For entry points and configs tests that validate before a run exists.
+  """
+  checks.check_fields(config)
+  checks.check_experiment(config)
+  arch = models.get_architecture(config.model)
+  checks.check_task_names([t.name for t in _new_tasks(config, arch)])

@@ -1,0 +1,260 @@
+"""`run`: the one function that runs every kind of run.
+
+```python
+from k4p1 import train
+results = train.run(train.RunConfig(workdir="runs/cifar100_sb",
+                                    dataset="cifar100", weights="imagenet"))
+results = train.run(train.RunConfig(workdir="runs/mt",
+                                    tasks=("cifar10", "cifar100")))
+```
+The run, in order: resolve the config once (`plan.resolve`: every check, the
+patch spec and the datasets); refuse a workdir that holds another run; build
+the strategy, the models (`build`), the training state (optimizer, step and
+per-task step counters, checkpoint; restored when resuming); write
+config.json; train with one loop whose step driver trains every task or one
+sampled task per step (`steps`); evaluate (`evaluation`); write results.json
+and the run's artefacts (`outputs`). Transfer is K = 1; multi-task,
+multi-resolution, sequential and pretraining runs differ only in their plan.
+Rerunning with the same workdir resumes from the last checkpoint.
+"""
+
+import os
+import shlex
+import sys
+import time
+from typing import Optional, Union
+
+from absl import logging
+import keras
+
+import k4p1
+from k4p1 import data
+from k4p1 import workdir as workdir_lib
+from k4p1.train import build
+from k4p1.train import config as config_lib
+from k4p1.train import evaluation
+from k4p1.train import features_cache
+from k4p1.train import loop
+from k4p1.train import optimizers
+from k4p1.train import outputs
+from k4p1.train import performance
+from k4p1.train import plan as plan_lib
+from k4p1.train import state as state_lib
+from k4p1.train import steps as steps_lib
+from k4p1.train import strategy as strategy_lib
+from k4p1.train import summaries
+
+# Hyper-parameters shown in TensorBoard's HParams tab.
+_HPARAMS = ("model", "weights", "alpha", "patch", "bn_stats", "bn_momentum",
+            "precise_bn_batches", "batch_size", "learning_rate", "optimizer",
+            "label_smoothing", "weight_decay", "shared", "task_sampling", "seed",
+            "strategy")
+
+
+def run(config: Union[config_lib.RunConfig, plan_lib.RunPlan],
+        command: Optional[str] = None) -> dict:
+  """Runs `config` (see the module docstring); returns results.json's content.
+
+  Args:
+    config: the run's settings, or a plan already resolved from them.
+    command: the command line to record (default: this process's argv).
+
+  Raises:
+    ValueError: a bad config value (naming the valid choices), or a workdir
+      that holds another run (`workdir.WorkdirMismatchError`).
+    RuntimeError: a sequential run changed an earlier task (a bug).
+  """
+  began = time.time()
+  plan = config if isinstance(config, plan_lib.RunPlan) else plan_lib.resolve(config)
+  command = command if command is not None else shlex.join(sys.argv)
+  # The dtype policy is global Keras state: set it for this run only.
+  previous_policy = performance.set_mixed_precision(plan.config.mixed_precision)
+  try:
+    return _Run(plan, command).execute(began)
+  finally:
+    keras.config.set_dtype_policy(previous_policy)
+
+
+def pretrain_backbone(config: config_lib.RunConfig,
+                      command: Optional[str] = None) -> dict:
+  """`run` with `pretrain=True`: trains a backbone (and a head) on `dataset`.
+
+  Used to make an offline pretrained backbone (e.g. on `mnist5k:0-4`) that
+  transfer runs then load with `weights=<workdir>/backbone.weights.h5`
+  (results.json's "backbone_weights").
+  """
+  return run(config.replace(pretrain=True, patch="full"), command)
+
+
+class _Run:
+  """One run's objects, built in `__init__`'s order; `execute` trains."""
+
+  def __init__(self, plan: plan_lib.RunPlan, command: str):
+    self.plan, self.command, config = plan, command, plan.config
+    resuming = workdir_lib.check_rerun(plan.run_dir, config.to_dict(),
+                                       config_lib.IDENTITY_FIELDS)
+    self.strategy = strategy_lib.build_strategy(config.strategy,
+                                                config.tpu_address)
+    self.chief = strategy_lib.is_chief(self.strategy)
+    logging.info("%s %s: %s, tasks %s, patch %s, workdir %s.",
+                 "Resuming" if resuming else "Starting", plan.experiment,
+                 config.model, [t.name for t in plan.tasks], config.patch,
+                 plan.run_dir)
+    performance.seed_everything(config.seed, config.deterministic)
+    trained = plan.trained_tasks
+    epoch_steps = [optimizers.steps_per_epoch(plan_lib.train_examples(t.dataset),
+                                              config.batch_size) for t in trained]
+    # One epoch: every task's data once (summed when a step trains one task).
+    self.steps_per_epoch = (max(epoch_steps) if config.task_sampling == "all"
+                            else sum(epoch_steps))
+    self.total_steps = optimizers.total_train_steps(
+        config.train_steps, config.train_epochs, self.steps_per_epoch)
+    with self.strategy.scope():
+      self.models = build.build_models(plan)
+      self.trained_models = [m for t, m in zip(plan.tasks, self.models.task_models)
+                             if t.trained]
+      self.task_steps = steps_lib.task_step_counter(len(trained))
+      checkpointed = {f"task_{i}": m for i, m in enumerate(self.trained_models)}
+      self.state = state_lib.build_training_state(
+          config, self.trained_models, strategy=self.strategy,
+          global_batch_size=config.batch_size,
+          steps_per_epoch=self.steps_per_epoch, run_dir=plan.run_dir,
+          chief=self.chief, checkpoint_models=dict(checkpointed,
+                                                   task_steps=self.task_steps))
+    if self.chief:
+      # Written once data and models are known to build, so that a run that
+      # could not start does not claim the workdir.
+      workdir_lib.write_json_atomic(workdir_lib.config_path(plan.run_dir), {
+          "experiment": plan.experiment, "command": command,
+          "config": config.to_dict(), "k4p1_version": k4p1.__version__})
+    self.writer = summaries.SummaryWriter(
+        workdir_lib.tensorboard_dir(plan.run_dir), enabled=self.chief)
+    self.evaluator = evaluation.Evaluator(plan, self.models.task_models,
+                                          self.strategy, self.writer.scalars)
+
+  def _train_tasks(self) -> list:
+    """The trained tasks as `loop.TrainTask`s, with their training data."""
+    config, tasks = self.plan.config, []
+    for task, model in zip(self.plan.trained_tasks, self.trained_models):
+      args = dict(global_batch_size=config.batch_size, image_size=task.image_size,
+                  data_dir=config.data_dir, seed=config.seed,
+                  architecture=config.model)
+      if config.cache_features:
+        # Only the head trains: compute the backbone's features once per image
+        # (no augmentation) and train the head (same layer objects) on them.
+        feature_model, model = features_cache.split_logits_model(model)
+        source = data.build_dataset(task.dataset, task.dataset.train_split,
+                                    training=False, **args)
+        features, labels = features_cache.extract_features(feature_model, source)
+        dataset = features_cache.cached_dataset(
+            features, labels, config.batch_size, config.seed, self.strategy)
+        logging.info("Cached %d feature vectors of %s.", len(labels), task.name)
+      else:
+        dataset = data.build_dataset(
+            task.dataset, task.dataset.train_split, training=True,
+            strategy=self.strategy,
+            input_options=performance.input_options(config.prefetch_to_device),
+            **args)
+      tasks.append(loop.TrainTask(task.name, model, task.num_classes, dataset,
+                                  config.batch_size))
+    return tasks
+
+  def _step_driver(self):
+    """The step the loop calls: every task, or one sampled task per step."""
+    config, state = self.plan.config, self.state
+    tasks = self._train_tasks()
+    step_args = dict(label_smoothing=config.label_smoothing,
+                     weight_decay=config.weight_decay,
+                     jit_compile=config.jit_compile)
+    if config.task_sampling == "all":
+      train_step = loop.make_train_step(self.strategy, tasks, state.optimizer,
+                                        state.variables, state.step, **step_args)
+      return steps_lib.AllTasksStep(train_step, [t.train_dataset for t in tasks],
+                                    self.task_steps)
+    # One traced model function serves the K per-task steps.
+    shared_gradients = loop.make_task_gradients(
+        [t.model for t in tasks], state.optimizer, config.label_smoothing)
+    step_fns = [loop.make_train_step(
+        self.strategy, [t], state.optimizer,
+        loop.unique_trainable_variables([t.model]), state.step,
+        task_gradients=shared_gradients, **step_args) for t in tasks]
+    weights = [plan_lib.train_examples(t.dataset) for t in self.plan.trained_tasks]
+    choose = lambda s: steps_lib.sample_task(s, config.seed, weights,  # pylint: disable=g-long-lambda
+                                             config.task_sampling)
+    return steps_lib.SampledTaskStep(step_fns, [t.train_dataset for t in tasks],
+                                     choose, state.step, self.task_steps)
+
+  def _write_hparams(self) -> None:
+    config = self.plan.config
+    self.writer.hparams({k: getattr(config, k) for k in _HPARAMS},
+                        trial_id=os.path.basename(os.path.abspath(self.plan.run_dir)))
+    if self.plan.experiment == "transfer":
+      counts = outputs.params(self.plan, self.models, self.state.variables)
+      self.writer.scalars(self.state.start_step, {
+          "params/patch_trainable": counts["params"]["patch_trainable"],
+          "params/patch_stored": counts["params"]["patch_stored"]})
+
+  def execute(self, began: float) -> dict:
+    """Trains to the requested step, evaluates, writes everything."""
+    plan, config, state = self.plan, self.plan.config, self.state
+    earlier = [m for t, m in zip(plan.tasks, self.models.task_models)
+               if not t.trained]
+    before = outputs.digest(earlier) if earlier else None
+    driver = self._step_driver()
+    self._write_hparams()
+    logging.info("%s: %d steps (%d per epoch), batch %d per task, %d "
+                 "replica(s), %d trained variables.", plan.experiment,
+                 self.total_steps, self.steps_per_epoch, config.batch_size,
+                 self.strategy.num_replicas_in_sync, len(state.variables))
+
+    def save_checkpoint():
+      state.checkpoint.save()
+      self.writer.flush()
+
+    result = loop.run_training_loop(
+        train_step=driver, task_names=[t.name for t in plan.trained_tasks],
+        step=state.step, total_steps=self.total_steps,
+        learning_rate_fn=lambda s: float(state.schedule(s)),
+        save_checkpoint=save_checkpoint, checkpoint_every=config.checkpoint_every,
+        evaluate=self.evaluator, eval_every=config.eval_every,
+        write_scalars=self.writer.scalars, summary_every=config.summary_every,
+        log_every_secs=config.log_every_secs)
+    self.evaluator(result.end_step)  # Sets the BN statistics that are saved.
+    if earlier and outputs.digest(earlier) != before:
+      raise RuntimeError("An earlier task's variables changed during sequential "
+                         "training: its outputs would not be bit-identical.")
+    return self._finish(result, began)
+
+  def _finish(self, result: loop.LoopResult, began: float) -> dict:
+    plan, config = self.plan, self.plan.config
+    sizes = {t.image_size for t in plan.tasks}
+    counts = self.task_steps.numpy().tolist()
+    results = {
+        "experiment": plan.experiment,
+        "model": config.model,
+        "image_size": (sizes.pop() if len(sizes) == 1 and
+                       plan.experiment != "multires" else None),
+        "patch": config.patch,
+        "tasks": outputs.task_results(plan, self.models, self.evaluator),
+        "bn_statistics": self.evaluator.bn_statistics,
+        "task_steps": {t.name: int(n) for t, n in zip(plan.trained_tasks, counts)},
+        **outputs.params(plan, self.models, self.state.variables),
+        **loop.run_record(result, optimizer=self.state.optimizer,
+                          steps_per_epoch=self.steps_per_epoch,
+                          strategy=self.strategy, config=config,
+                          command=self.command),
+    }
+    if plan.experiment == "sequential":
+      results["earlier_tasks_unchanged"] = True
+      results["base_workdir"] = os.path.abspath(config.workdir)
+    if self.chief:
+      results.update(outputs.write_artefacts(plan, self.models))
+    for name, task in results["tasks"].items():
+      logging.info("%s: accuracy %.4f on %d examples.", name, task["accuracy"],
+                   task["examples"])
+    results["wall_s"] = time.time() - began
+    if self.chief:
+      workdir_lib.write_json_atomic(workdir_lib.results_path(plan.run_dir),
+                                    results)
+    self.writer.close()
+    return results

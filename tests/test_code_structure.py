@@ -1,0 +1,105 @@
+"""The library's shape: layers without cycles or upward imports, short functions.
+
+Layers, bottom to top (ARCHITECTURE.md): the root modules (`atomic`,
+`architectures`, `workdir`), then `data` and `models` (independent of each
+other), `patches`, `eval`, `train`, `report`. A module may import its own
+package and the layers below it, never a layer above or beside it. Imports
+inside functions count: a deferred import is still a dependency.
+"""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "k4p1"
+LAYERS = {"": 0, "data": 1, "models": 1, "patches": 2, "eval": 3, "train": 4,
+          "report": 5}
+MAX_FUNCTION_LINES = 80  # Code lines, docstring excluded.
+MAX_MODULE_LINES = 400
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(ROOT.parent).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package(module: str) -> str:
+  """"k4p1.train.loop" -> "train"; "k4p1.atomic" and "k4p1" -> ""."""
+  parts = module.split(".")
+  if len(parts) > 2 or (len(parts) == 2 and (ROOT / parts[1]).is_dir()):
+    return parts[1]
+  return ""
+
+
+def _imports(path: pathlib.Path, modules: set) -> set:
+  """The k4p1 modules `path` imports (`from k4p1 import data` -> k4p1.data)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      names = [f"{node.module}.{alias.name}" for alias in node.names]
+      names = [n if n in modules else node.module for n in names]
+    else:
+      continue
+    found.update(n for n in names if n == "k4p1" or n.startswith("k4p1."))
+  return found
+
+
+def _graph() -> dict:
+  paths = {_module_name(p): p for p in ROOT.rglob("*.py")}
+  return {name: _imports(path, set(paths)) - {name}
+          for name, path in paths.items()}
+
+
+def test_no_module_imports_a_layer_above_or_beside_it():
+  wrong = []
+  for module, imported in _graph().items():
+    package = _package(module)
+    for target in imported:
+      other = _package(target)
+      if target == "k4p1" or other == package:
+        continue
+      if LAYERS[other] >= LAYERS[package]:
+        wrong.append(f"{module} -> {target}")
+  assert not wrong, "Imports against the layers: " + ", ".join(sorted(wrong))
+
+
+def test_the_import_graph_has_no_cycle():
+  graph = _graph()
+  state, cycles = {}, []
+
+  def visit(node, stack):
+    state[node] = "open"
+    for target in sorted(graph.get(node, ())):
+      if state.get(target) == "open":
+        cycles.append(" -> ".join(stack[stack.index(target):] + [target]))
+      elif target not in state:
+        visit(target, stack + [target])
+    state[node] = "done"
+
+  for node in sorted(graph):
+    if node not in state:
+      visit(node, [node])
+  assert not cycles, "Import cycles: " + "; ".join(cycles)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=str)
+def test_modules_and_functions_are_short(path):
+  source = path.read_text()
+  assert len(source.splitlines()) <= MAX_MODULE_LINES
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      body = node.body
+      has_doc = (isinstance(body[0], ast.Expr) and
+                 isinstance(body[0].value, ast.Constant) and
+                 isinstance(body[0].value.value, str))
+      first = body[1].lineno if has_doc and len(body) > 1 else body[0].lineno
+      lines = node.end_lineno - first + 1
+      assert lines <= MAX_FUNCTION_LINES, f"{node.name}: {lines} lines"
+
+
+def test_test_helpers_do_not_ship_in_the_library():
+  names = {p.stem for p in ROOT.rglob("*.py")}
+  assert not names & {"testing", "ckpt_writers", "calibration"}
