@@ -109,14 +109,18 @@ def main(argv, module: str) -> dict:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    plan = train.resolve(build_config(FLAGS))
-  except train.WorkdirMismatchError as e:
+    config = build_config(FLAGS)
+    # Before any other TensorFlow work: a multi-worker strategy configures
+    # TensorFlow's collective ops, which is only possible at start-up.
+    strategy = train.build_strategy(config.strategy, config.tpu_address)
+    plan = train.resolve(config)
+  except (train.WorkdirMismatchError, train.ClusterConfigError) as e:
     _fatal(f"{type(e).__name__}: {e}")
   except ValueError as e:
     _fatal(f"Flags parsing error: {e}\nPass --helpshort or --helpfull to see "
            "help on flags.")
   try:
-    results = train.run(plan, command=command_line(module))
+    results = train.run(plan, command=command_line(module), strategy=strategy)
   except (data.DatasetNotPreparedError, train.WorkdirMismatchError) as e:
     # Problems the user fixes outside the code: the message says how.
     _fatal(f"{type(e).__name__}: {e}")

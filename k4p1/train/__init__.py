@@ -40,6 +40,7 @@ from k4p1.train.steps import AllTasksStep
 from k4p1.train.steps import sample_task
 from k4p1.train.steps import SampledTaskStep
 from k4p1.train.strategy import build_strategy
+from k4p1.train.strategy import ClusterConfigError
 from k4p1.train.strategy import is_chief
 from k4p1.train.strategy import STRATEGIES
 from k4p1.train.summaries import SummaryWriter

@@ -9,6 +9,7 @@ saved: a resumed run starts a freshly shuffled pass over the training data.
 """
 
 import os
+import shutil
 from typing import Optional
 
 from absl import logging
@@ -35,6 +36,7 @@ class RunCheckpoint:
       **trackables: what else to save, e.g. `optimizer=`, `model=`.
     """
     self.step = step
+    self.directory = directory
     self.restore_directory = restore_directory or directory
     self.checkpoint = tf.train.Checkpoint(step=step, **trackables)
     self.manager = tf.train.CheckpointManager(
@@ -68,6 +70,12 @@ class RunCheckpoint:
     path = self.manager.save(checkpoint_number=int(self.step.numpy()))
     logging.info("Saved checkpoint %s.", path)
     return path
+
+
+  def remove_scratch(self) -> None:
+    """Deletes this process's checkpoints if they are a non-chief's scratch."""
+    if os.path.abspath(self.directory) != os.path.abspath(self.restore_directory):
+      shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def scratch_directory(directory: str, worker_index: int) -> str:

@@ -48,6 +48,8 @@ def check_fields(config: config_lib.RunConfig) -> None:
   check_choice("task_sampling", config.task_sampling, config_lib.TASK_SAMPLING)
   check_choice("mixed_precision", config.mixed_precision,
                performance.MIXED_PRECISION)
+  check_choice("input_pipeline", config.input_pipeline,
+               performance.INPUT_PIPELINES)
   models.check_weights(config.weights)
   if config.alpha != 1.0 and not arch.supports_alpha:
     raise ValueError(f"alpha={config.alpha} is not supported by {config.model}; "

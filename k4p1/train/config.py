@@ -176,6 +176,11 @@ class RunConfig:
       "once per training image (no augmentation) and train the head on them.")
   prefetch_to_device: bool = _field(
       True, "Under a strategy, prefetch each replica's batches to its device.")
+  input_pipeline: str = _field(
+      "per_worker", "per_worker: one training tf.data pipeline per worker feeds "
+      "its replicas (TensorFlow's default); per_replica: one pipeline per "
+      "replica, each reading its own shard (a one-host mirrored run then reads "
+      "its data as a multi-worker run with one replica per worker does).")
 
   @classmethod
   def field_names(cls) -> tuple:

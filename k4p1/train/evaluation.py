@@ -15,6 +15,7 @@ import numpy as np
 
 from k4p1 import data
 from k4p1 import eval as eval_lib
+from k4p1.train import performance
 from k4p1.train import precise_bn
 
 
@@ -29,10 +30,14 @@ def bn_statistics_updater(plan, task_models, strategy) -> Callable[[], dict]:
   config = plan.config
   trained = [(model, task.dataset, task.dataset.train_split, task.image_size)
              for task, model in zip(plan.tasks, task_models) if task.trained]
+  options = None
+  if config.input_pipeline != "per_worker":
+    options = performance.input_options(False, config.input_pipeline, strategy)
   precise = precise_bn.for_run(
       trained, num_batches=config.precise_bn_batches,
       global_batch_size=config.batch_size, strategy=strategy,
-      data_dir=config.data_dir, seed=config.seed, architecture=config.model)
+      data_dir=config.data_dir, seed=config.seed, architecture=config.model,
+      input_options=options)
   if precise is None:
     layers = precise_bn.training_mode_bn_layers([t[0] for t in trained])
     record = ({"method": "moving_average", "layers": len(layers),

@@ -279,7 +279,9 @@ def run_training_loop(*,
                       eval_every: int,
                       write_scalars: Callable[[int, dict], None],
                       summary_every: int,
-                      log_every_secs: float = 30.0) -> LoopResult:
+                      log_every_secs: float = 30.0,
+                      after_step: Optional[Callable[[], None]] = None
+                      ) -> LoopResult:
   """Runs `train_step` from the current `step` to `total_steps`.
 
   Evaluates every `eval_every` steps (0: never; the caller evaluates at the
@@ -304,6 +306,9 @@ def run_training_loop(*,
     write_scalars: (step, {tag: value}) -> None.
     summary_every: steps between training summaries.
     log_every_secs: longest time between progress lines in the log.
+    after_step: called after every step (e.g. a multi-worker run's
+      `PreemptionCheckpointHandler.save_checkpoint_if_preempted`, which saves
+      and exits when a worker got SIGTERM).
 
   Returns:
     A `LoopResult`.
@@ -323,6 +328,8 @@ def run_training_loop(*,
     outputs = {k: v.numpy() for k, v in train_step().items()}
     seconds = time.perf_counter() - began
     current += 1
+    if after_step is not None:
+      after_step()
     # The first step of a process traces the graph: not part of images/sec.
     timed = current > start_step + 1
     if timed:

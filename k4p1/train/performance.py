@@ -26,9 +26,13 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def has_accelerator() -> bool:
-  """Whether TensorFlow sees a GPU or TPU."""
+  """Whether TensorFlow sees a GPU or TPU.
+
+  Physical devices: listing them does not initialise TensorFlow's context,
+  which a multi-worker strategy must configure first.
+  """
   return any(d.device_type in ("GPU", "TPU")
-             for d in tf.config.list_logical_devices())
+             for d in tf.config.list_physical_devices())
 
 
 def resolve_jit_compile(jit_compile) -> bool:
@@ -83,13 +87,34 @@ def wrap_optimizer(optimizer: keras.optimizers.Optimizer,
   return optimizer
 
 
-def input_options(prefetch_to_device: bool = True) -> tf.distribute.InputOptions:
+INPUT_PIPELINES = ("per_worker", "per_replica")
+
+
+def input_options(prefetch_to_device: bool = True,
+                  input_pipeline: str = "per_worker",
+                  strategy=None) -> tf.distribute.InputOptions:
   """Input options of a distributed training dataset.
 
   With `prefetch_to_device`, each replica's next batches are copied to its
   device while the current step runs (two per replica); without, batches stay
-  on the host until the step reads them.
+  on the host until the step reads them. `input_pipeline="per_replica"` builds
+  one pipeline per replica, each reading its own shard
+  (`InputReplicationMode.PER_REPLICA`; batches stay on the host). A
+  multi-worker strategy only has per-worker pipelines: with one replica per
+  worker they are the same thing; with more, "per_replica" raises.
   """
+  if (input_pipeline == "per_replica" and
+      isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+    if len(strategy.extended.worker_devices) > 1:
+      raise ValueError("input_pipeline='per_replica' needs one replica per "
+                       "worker under the multi_worker strategy; this worker "
+                       f"has {len(strategy.extended.worker_devices)}.")
+    input_pipeline = "per_worker"
+  if input_pipeline == "per_replica":
+    return tf.distribute.InputOptions(
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
+        experimental_fetch_to_device=False,
+        experimental_place_dataset_on_device=False)
   return tf.distribute.InputOptions(
       experimental_fetch_to_device=prefetch_to_device,
       experimental_per_replica_buffer_size=2 if prefetch_to_device else 1)

@@ -192,11 +192,19 @@ class PreciseBatchNorm:
       # conv layers fail on empty batches on CPU, so it adds zeros instead.
       return tf.cond(tf.shape(images)[0] > 0, run, zeros)
 
+    def packed_sums(batch):
+      # One vector per replica: one all-reduce instead of three per layer
+      # (and MultiWorkerMirroredStrategy cannot pack scalars with vectors).
+      return tf.concat([tf.reshape(t, [-1])
+                        for t in tf.nest.flatten(replica_sums(batch))], 0)
+
     def add(totals, batch):
-      per_replica = strategy.run(replica_sums, args=(batch,))
+      per_replica = strategy.run(packed_sums, args=(batch,))
       reduced = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-      return tuple(tuple(t + r for t, r in zip(total, new))
-                   for total, new in zip(totals, reduced))
+      flat = tf.nest.flatten(totals)
+      parts = tf.split(reduced, [int(np.prod(t.shape)) for t in flat])
+      return tf.nest.pack_sequence_as(
+          totals, [t + tf.reshape(p, t.shape) for t, p in zip(flat, parts)])
 
     @tf.function
     def run_pass(dataset):
@@ -269,7 +277,8 @@ class PreciseBatchNorm:
 
 def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
             strategy: Optional[tf.distribute.Strategy] = None, data_dir=None,
-            seed: int = 0, architecture: str = "mobilenet_v2"
+            seed: int = 0, architecture: str = "mobilenet_v2",
+            input_options: Optional[tf.distribute.InputOptions] = None
             ) -> Optional[PreciseBatchNorm]:
   """The `PreciseBatchNorm` of a training run (None when there is nothing to do).
 
@@ -279,7 +288,9 @@ def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
     num_batches: batches of each training split (0: PreciseBN off).
     global_batch_size: the training batch (per task): each replica's batch
       then normalises like a training batch.
-    strategy, data_dir, seed, architecture: as `k4p1.data.build_dataset`.
+    strategy, data_dir, seed, architecture, input_options: as
+      `k4p1.data.build_dataset` (the batches' composition shapes the inputs
+      of deeper training-mode BN layers: read the data as training does).
 
   Returns:
     None if `num_batches` is 0 or no model has a training-mode BN layer.
@@ -293,7 +304,7 @@ def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
           name, split, global_batch_size=global_batch_size,
           image_size=image_size, training=False, strategy=strategy,
           data_dir=data_dir, seed=seed, architecture=architecture,
-          shuffle=True, max_batches=num_batches)))
+          shuffle=True, max_batches=num_batches, input_options=input_options)))
   return PreciseBatchNorm(pairs, strategy) if pairs else None
 
 

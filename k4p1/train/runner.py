@@ -26,6 +26,7 @@ from typing import Optional, Union
 
 from absl import logging
 import keras
+import tensorflow as tf
 
 import k4p1
 from k4p1 import data
@@ -52,12 +53,16 @@ _HPARAMS = ("model", "weights", "alpha", "patch", "bn_stats", "bn_momentum",
 
 
 def run(config: Union[config_lib.RunConfig, plan_lib.RunPlan],
-        command: Optional[str] = None) -> dict:
+        command: Optional[str] = None,
+        strategy: Optional[tf.distribute.Strategy] = None) -> dict:
   """Runs `config` (see the module docstring); returns results.json's content.
 
   Args:
     config: the run's settings, or a plan already resolved from them.
     command: the command line to record (default: this process's argv).
+    strategy: the strategy `config.strategy` names, when the caller built it
+      (a multi-worker strategy must exist before any other TensorFlow work);
+      None: built here, first.
 
   Raises:
     ValueError: a bad config value (naming the valid choices), or a workdir
@@ -65,12 +70,16 @@ def run(config: Union[config_lib.RunConfig, plan_lib.RunPlan],
     RuntimeError: a sequential run changed an earlier task (a bug).
   """
   began = time.time()
+  settings = config.config if isinstance(config, plan_lib.RunPlan) else config
+  if strategy is None:
+    strategy = strategy_lib.build_strategy(settings.strategy,
+                                           settings.tpu_address)
   plan = config if isinstance(config, plan_lib.RunPlan) else plan_lib.resolve(config)
   command = command if command is not None else shlex.join(sys.argv)
   # The dtype policy is global Keras state: set it for this run only.
   previous_policy = performance.set_mixed_precision(plan.config.mixed_precision)
   try:
-    return _Run(plan, command).execute(began)
+    return _Run(plan, command, strategy).execute(began)
   finally:
     keras.config.set_dtype_policy(previous_policy)
 
@@ -89,12 +98,11 @@ def pretrain_backbone(config: config_lib.RunConfig,
 class _Run:
   """One run's objects, built in `__init__`'s order; `execute` trains."""
 
-  def __init__(self, plan: plan_lib.RunPlan, command: str):
+  def __init__(self, plan: plan_lib.RunPlan, command: str, strategy):
     self.plan, self.command, config = plan, command, plan.config
     resuming = workdir_lib.check_rerun(plan.run_dir, config.to_dict(),
                                        config_lib.IDENTITY_FIELDS)
-    self.strategy = strategy_lib.build_strategy(config.strategy,
-                                                config.tpu_address)
+    self.strategy = strategy
     self.chief = strategy_lib.is_chief(self.strategy)
     logging.info("%s %s: %s, tasks %s, patch %s, workdir %s.",
                  "Resuming" if resuming else "Starting", plan.experiment,
@@ -153,7 +161,8 @@ class _Run:
         dataset = data.build_dataset(
             task.dataset, task.dataset.train_split, training=True,
             strategy=self.strategy,
-            input_options=performance.input_options(config.prefetch_to_device),
+            input_options=performance.input_options(
+                config.prefetch_to_device, config.input_pipeline, self.strategy),
             **args)
       tasks.append(loop.TrainTask(task.name, model, task.num_classes, dataset,
                                   config.batch_size))
@@ -211,7 +220,13 @@ class _Run:
       state.checkpoint.save()
       self.writer.flush()
 
+    preemption = state_lib.preemption_handler(self.strategy, state.checkpoint)
+    after_step = None
+    if preemption is not None:  # Checkpoints are numbered by the step.
+      after_step = lambda: preemption.save_checkpoint_if_preempted(  # pylint: disable=g-long-lambda
+          checkpoint_number=int(state.step.numpy()))
     result = loop.run_training_loop(
+        after_step=after_step,
         train_step=driver, task_names=[t.name for t in plan.trained_tasks],
         step=state.step, total_steps=self.total_steps,
         learning_rate_fn=lambda s: float(state.schedule(s)),
@@ -223,6 +238,9 @@ class _Run:
     if earlier and outputs.digest(earlier) != before:
       raise RuntimeError("An earlier task's variables changed during sequential "
                          "training: its outputs would not be bit-identical.")
+    for task, model in zip(plan.tasks, self.models.task_models):
+      # Every worker logs it: equal digests mean equal weights everywhere.
+      logging.info("Weights digest of %s: %s", task.name, outputs.digest([model]))
     return self._finish(result, began)
 
   def _finish(self, result: loop.LoopResult, began: float) -> dict:
@@ -256,5 +274,7 @@ class _Run:
     if self.chief:
       workdir_lib.write_json_atomic(workdir_lib.results_path(plan.run_dir),
                                     results)
+    else:
+      self.state.checkpoint.remove_scratch()
     self.writer.close()
     return results

@@ -39,6 +39,20 @@ def set_bn_momentum(models, momentum: float) -> int:
   return len(layers)
 
 
+def preemption_handler(strategy, checkpoint: checkpointing.RunCheckpoint):
+  """A `PreemptionCheckpointHandler` for multi-worker runs, else None.
+
+  On SIGTERM to any worker (a preemption notice), every worker finishes the
+  same step, the cluster saves a checkpoint through the run's own manager and
+  each process exits with TensorFlow's restart code (42); a restarted job
+  resumes from that checkpoint without losing a completed step.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return None
+  return tf.distribute.experimental.PreemptionCheckpointHandler(
+      strategy.cluster_resolver, checkpoint.manager)
+
+
 def build_training_state(config, trained_models, *, strategy, global_batch_size: int,
                          steps_per_epoch: int, run_dir: str, chief: bool,
                          checkpoint_models: dict) -> TrainingState:

@@ -5,12 +5,59 @@ on a laptop, on several GPUs, on several workers and on a TPU. Every strategy
 is built here and nowhere else.
 """
 
+import json
+import os
 from typing import Optional
 
 from absl import logging
 import tensorflow as tf
+from tensorflow.python.eager import context as context_lib  # pylint: disable=g-direct-tensorflow-import
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host0:2222", '
+                     '"host1:2222"]}, "task": {"type": "worker", "index": 0}}\'')
+
+
+class ClusterConfigError(ValueError):
+  """TF_CONFIG is missing or malformed for a multi-worker run."""
+
+
+def check_tf_config(value: Optional[str]) -> dict:
+  """Parses the `TF_CONFIG` of a multi-worker run; raises on anything wrong.
+
+  Returns:
+    The parsed dict: {"cluster": {"worker": [...], ...}, "task": {...}}.
+
+  Raises:
+    ClusterConfigError: naming the variable, what is wrong and an example.
+  """
+  def fail(problem):
+    raise ClusterConfigError(
+        f"--strategy=multi_worker reads the cluster from the TF_CONFIG "
+        f"environment variable, which {problem}. Set it on every worker, e.g. "
+        f"{TF_CONFIG_EXAMPLE} (index 1 on the second host); "
+        "python -m experiments.local_cluster does it on one machine.")
+  if not value:
+    fail("is not set")
+  try:
+    parsed = json.loads(value)
+  except json.JSONDecodeError as e:
+    fail(f"is not valid JSON ({e})")
+  if not isinstance(parsed, dict) or not isinstance(parsed.get("cluster"), dict):
+    fail(f"has no \"cluster\" object: {value!r}")
+  workers = parsed["cluster"].get("worker", [])
+  chiefs = parsed["cluster"].get("chief", [])
+  if not isinstance(workers, list) or not workers + (chiefs or []):
+    fail(f"lists no workers: {value!r}")
+  task = parsed.get("task")
+  if not isinstance(task, dict) or task.get("type") not in parsed["cluster"]:
+    fail(f"has no \"task\" of a type in the cluster: {value!r}")
+  index = task.get("index")
+  if (not isinstance(index, int) or isinstance(index, bool) or
+      not 0 <= index < len(parsed["cluster"][task["type"]])):
+    fail(f"has task index {index!r}, not one of the "
+         f"{len(parsed['cluster'][task['type']])} {task['type']} addresses")
+  return parsed
 
 
 def _local_devices() -> list:
@@ -43,7 +90,9 @@ def build_strategy(name: str,
 
   Raises:
     ValueError: `name` is not one of `STRATEGIES`, or `tpu_address` is given
-      for another strategy.
+      for another strategy; `ClusterConfigError` for a missing or malformed
+      `TF_CONFIG` under `multi_worker`.
+    RuntimeError: `multi_worker` after TensorFlow's context was initialised.
   """
   if name not in STRATEGIES:
     raise ValueError(f"Unknown strategy {name!r}; valid choices: "
@@ -66,6 +115,14 @@ def build_strategy(name: str,
     strategy = tf.distribute.MirroredStrategy(
         devices=devices, cross_device_ops=cross_device_ops)
   elif name == "multi_worker":
+    check_tf_config(os.environ.get("TF_CONFIG"))
+    if context_lib.context()._initialized:  # pylint: disable=protected-access
+      raise RuntimeError(
+          "The multi_worker strategy must be built before any other "
+          "TensorFlow work in the process (TensorFlow configures collective "
+          "ops at start-up): build it first with "
+          "k4p1.train.build_strategy('multi_worker') and pass it to "
+          "train.run(config, strategy=...).")
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
   else:
     address = "" if tpu_address in (None, "local") else tpu_address
