@@ -195,10 +195,13 @@ class PreciseBatchNorm:
     def packed_sums(batch):
       # One vector per replica: one all-reduce instead of three per layer
       # (and MultiWorkerMirroredStrategy cannot pack scalars with vectors).
-      return tf.concat([tf.reshape(t, [-1])
+      return tf.concat([tf.zeros([0], tf.float64)] +
+                       [tf.reshape(t, [-1])
                         for t in tf.nest.flatten(replica_sums(batch))], 0)
 
     def add(totals, batch):
+      if not targets:  # Nothing to measure (a model without such layers).
+        return totals
       per_replica = strategy.run(packed_sums, args=(batch,))
       reduced = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
       flat = tf.nest.flatten(totals)
