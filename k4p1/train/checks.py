@@ -35,12 +35,16 @@ def _check_fraction(field: str, value) -> None:
     raise ValueError(f"{field} must be in [0, 1), got {value!r}.")
 
 
-def check_fields(config: config_lib.RunConfig) -> None:
-  """Checks every field that does not depend on the kind of run."""
+def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
+  """Checks every field that does not depend on the kind of run.
+
+  Returns:
+    The parsed patch spec (parsed here once; the plan keeps it).
+  """
   if not config.workdir:
     raise ValueError("workdir is required (the run's output directory).")
   arch = models.get_architecture(config.model)  # Raises with the choices.
-  patches.PatchSpec.parse(config.patch)
+  spec = patches.PatchSpec.parse(config.patch)
   check_choice("strategy", config.strategy, strategy_lib.STRATEGIES)
   check_choice("optimizer", config.optimizer, optimizers.OPTIMIZERS)
   check_choice("bn_stats", config.bn_stats, config_lib.BN_STATS)
@@ -86,11 +90,12 @@ def check_fields(config: config_lib.RunConfig) -> None:
   if config.tpu_address and config.strategy != "tpu":
     raise ValueError(f"tpu_address={config.tpu_address!r} needs strategy "
                      f"'tpu', not {config.strategy!r}.")
+  return spec
 
 
-def check_experiment(config: config_lib.RunConfig) -> None:
+def check_experiment(config: config_lib.RunConfig,
+                     spec: patches.PatchSpec) -> None:
   """Checks the task settings against the kind of run they make."""
-  spec = patches.PatchSpec.parse(config.patch)
   tasks, resolutions = tuple(config.tasks), tuple(config.resolutions)
   if config.dataset and tasks:
     raise ValueError(f"Set dataset ({config.dataset!r}: one task, or the "

@@ -25,6 +25,7 @@ from k4p1 import patches
 from k4p1 import workdir as workdir_lib
 from k4p1.train import checks
 from k4p1.train import config as config_lib
+from k4p1.train import performance
 
 model_task_name = checks.model_task_name
 default_task_name = checks.default_task_name
@@ -106,10 +107,9 @@ def resolve(config: config_lib.RunConfig) -> RunPlan:
     workdir.WorkdirMismatchError: a sequential run without a finished run in
       its workdir, or with a task name that run already has.
   """
-  checks.check_fields(config)
-  checks.check_experiment(config)
+  spec = checks.check_fields(config)
+  checks.check_experiment(config, spec)
   arch = models.get_architecture(config.model)
-  spec = patches.PatchSpec.parse(config.patch)
   config = config.replace(weights=models.normalize_weights(config.weights),
                           patch=str(spec))
   manifest = None
@@ -177,7 +177,6 @@ def _earlier_tasks(config, manifest, new_tasks) -> list:
 
 def _fill_defaults(config, tasks) -> config_lib.RunConfig:
   """Makes every default explicit, so that config.json says what ran."""
-  from k4p1.train import performance  # pylint: disable=g-import-not-at-top
   new = [t for t in tasks if t.trained]
   if config.experiment in ("transfer", "pretrain"):
     config = config.replace(task=new[0].name, image_size=new[0].image_size)
@@ -199,7 +198,6 @@ def check_config(config: config_lib.RunConfig) -> None:
 
   For entry points and configs tests that validate before a run exists.
   """
-  checks.check_fields(config)
-  checks.check_experiment(config)
+  checks.check_experiment(config, checks.check_fields(config))
   arch = models.get_architecture(config.model)
   checks.check_task_names([t.name for t in _new_tasks(config, arch)])
