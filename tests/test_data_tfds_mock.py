@@ -1,9 +1,8 @@
-"""Pipelines of every TFDS registry dataset, on `tfds.testing.mock_data`.
+"""Pipelines of every TFDS registry dataset, on `tfds.testing.mock_data` as is.
 
-Mock data has no metadata, and k4p1 refuses datasets that are not prepared, so
-each test first writes the metadata a prepared dataset has (dataset_info.json,
-features.json, with the registry's split names) into a temporary data_dir and
-mocks TFDS on it, as `tfds.testing.mock_data(data_dir=...)` documents.
+TFDS's testing idiom, plain: no data_dir, no metadata written. k4p1 sees the
+mock (`data.tfds_mocked()`) and skips its "not prepared" check; sizes come
+from the registry, records from the mock.
 """
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from helpers import data_testing
 from k4p1 import data
 
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "cars196",
@@ -26,16 +24,16 @@ def strategy():
 
 
 @pytest.mark.parametrize("name", TFDS_DATASETS)
-def test_mock_pipelines_under_a_two_replica_strategy(name, tmp_path, strategy):
+def test_mock_pipelines_under_a_two_replica_strategy(name, strategy):
   info = data.get_dataset_info(name)
-  data_testing.write_mock_metadata(tmp_path, name, NUM_EXAMPLES)
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path)):
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    assert data.tfds_mocked()
     train = data.build_dataset(name, info.train_split, global_batch_size=4,
                                image_size=IMAGE_SIZE, training=True,
-                               strategy=strategy, data_dir=tmp_path)
+                               strategy=strategy)
     evaluation = data.build_dataset(name, info.eval_split, global_batch_size=4,
                                     image_size=IMAGE_SIZE, training=False,
-                                    strategy=strategy, data_dir=tmp_path)
+                                    strategy=strategy)
     train_iter = iter(train)
     for _ in range(3):  # More steps than examples: training repeats.
       images, labels = next(train_iter)
@@ -61,28 +59,43 @@ def test_mock_pipelines_under_a_two_replica_strategy(name, tmp_path, strategy):
     ("resnet50", -123.68, 255.0 - 103.939),
     ("efficientnet_b0", 0.0, 255.0),
 ])
-def test_value_range_follows_the_architecture(architecture, low, high, tmp_path):
-  data_testing.write_mock_metadata(tmp_path, "cifar10", NUM_EXAMPLES)
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(tmp_path)):
+def test_value_range_follows_the_architecture(architecture, low, high):
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     ds = data.build_dataset("cifar10", "test", global_batch_size=NUM_EXAMPLES,
                             image_size=IMAGE_SIZE, training=False,
-                            data_dir=tmp_path, architecture=architecture)
+                            architecture=architecture)
     images, _ = next(iter(ds))
   values = images.numpy()
   assert values.min() >= low - 1e-3 and values.max() <= high + 1e-3
   assert values.max() - values.min() > 100  # Not scaled to [-1, 1].
 
 
-def test_label_subset_of_a_tfds_dataset_filters_and_renumbers(tmp_path):
-  data_testing.write_mock_metadata(tmp_path, "cifar10", 40)
-  with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path)):
-    raw = tfds.builder("cifar10", data_dir=str(tmp_path)).as_dataset(split="test")
+def test_label_subset_of_a_tfds_dataset_filters_and_renumbers():
+  with tfds.testing.mock_data(num_examples=40):
+    # The pipeline decodes the image and the label only; the mock draws its
+    # records from the features decoded, so the raw read asks for the same.
+    raw = tfds.builder("cifar10").as_dataset(
+        split="test",
+        decoders=tfds.decode.PartialDecoding({"image": True, "label": True}))
     raw_labels = np.array([int(ex["label"]) for ex in raw])
     ds = data.build_dataset("cifar10:7,3,5", "test", global_batch_size=8,
-                            image_size=IMAGE_SIZE, training=False,
-                            data_dir=tmp_path)
+                            image_size=IMAGE_SIZE, training=False)
     labels = np.concatenate([y.numpy() for _, y in ds])
   order = {7: 0, 3: 1, 5: 2}
   expected = [order[label] for label in raw_labels if label in order]
   assert expected  # The mock draws labels uniformly: some are in the subset.
   np.testing.assert_array_equal(labels, expected)
+
+
+def test_the_mock_is_detected_only_inside_mock_data(tmp_path):
+  assert not data.tfds_mocked()
+  with tfds.testing.mock_data(num_examples=2):
+    assert data.tfds_mocked()
+    # Nothing is prepared in tmp_path, yet the builder comes back unchecked.
+    builder = data.prepared_builder(data.get_dataset_info("cars196"),
+                                    data_dir=tmp_path, download=False)
+    assert builder.name == "cars196"
+  assert not data.tfds_mocked()
+  with pytest.raises(data.DatasetNotPreparedError):
+    data.prepared_builder(data.get_dataset_info("cars196"), data_dir=tmp_path,
+                          download=False)

@@ -7,6 +7,7 @@ define `--workdir` twice).
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -48,3 +49,12 @@ def test_demo_pretrains_then_trains_each_patch(tmp_path):
     assert f"| {row['patch']} | {row['accuracy']:.3f} |" in printed
   assert rows[1]["trained_params"] > rows[0]["trained_params"]
   assert (workdir / "table.md").read_text().strip() in printed
+  # The log a person reads: compact lines, no TensorFlow chatter, no detail.
+  log = completed.stderr
+  assert "Demo: a MobileNetV2" in log and "step 2/2: loss" in log
+  assert "eval at step 2: mnist5k_5-9 accuracy" in log
+  for chatter in ("Sharding callback", "retracing", "absl::InitializeLog",
+                  "Saved checkpoint", "Weights digest"):
+    assert chatter not in log, chatter
+  assert all(re.match(r"\d\d:\d\d:\d\d \S", line) for line in log.splitlines()), log
+

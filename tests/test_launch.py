@@ -169,3 +169,13 @@ def test_required_placeholders_are_satisfied_by_a_flag():
   with pytest.raises(ValueError, match="needs --weights"):
     launch.check_required("ssd_to_imagenet", rows, ["--train_steps=2"])
   launch.check_required("ssd_to_imagenet", rows, ["--weights=ssd_tf1:/x/model.ckpt"])
+
+
+def test_row_ids_name_a_folder_dataset_by_its_folder_not_its_path():
+  assert configs.make_row_id(
+      {"dataset": "folder:/data/users/me/my photos", "patch": "logits"}
+  ) == "mobilenet_v2-folder_my_photos-logits-lr0.045"
+  assert configs.make_row_id(
+      {"entry": "multitask", "tasks": ("folder:/data/birds", "mnist5k:0-4"),
+       "patch": "logits"}
+  ) == "mobilenet_v2-mt-folder_birds+mnist5k_0-4-logits-frozen-lr0.045"

@@ -19,7 +19,6 @@ import pytest
 from experiments import configs
 from experiments import launch
 from helpers import ckpt_writers
-from helpers import data_testing
 from k4p1 import patches
 from k4p1 import report
 from k4p1 import train
@@ -34,11 +33,10 @@ MOCK_PYTHON = textwrap.dedent("""\
     assert sys.argv[1] == "-m", sys.argv
     module = sys.argv[2]
     sys.argv = [module] + sys.argv[3:]
-    with tfds.testing.mock_data(num_examples={num_examples},
-                                data_dir=os.environ["K4P1_MOCK_DATA_DIR"]):
+    with tfds.testing.mock_data(num_examples={num_examples}):
       runpy.run_module(module, run_name="__main__", alter_sys=True)
     """)
-# (config, row id, extra flags, experiment, datasets needing mock metadata).
+# (config, row id, extra flags, experiment, datasets).
 CASES = {
     "transfer": ("paper_transfer_mobilenet_v2",
                  "mobilenet_v2-cifar10-224px-scale_bias+logits-lr0.045",
@@ -63,11 +61,8 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-  """A mock data_dir, the wrapper interpreter and a fake SSD checkpoint."""
+  """The wrapper interpreter and a fake SSD checkpoint."""
   root = tmp_path_factory.mktemp("launch_e2e")
-  data_dir = root / "tfds"
-  for name in sorted({d for case in CASES.values() for d in case[4]}):
-    data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
   python = root / "mock_python"
   python.write_text(MOCK_PYTHON.format(python=sys.executable,
                                        num_examples=NUM_EXAMPLES))
@@ -77,10 +72,9 @@ def workspace(tmp_path_factory):
   prefix = ckpt_writers.write_slim_checkpoint(ssd, str(root / "ssd" / "model.ckpt"),
                                               kind="ssd_tf1")
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  os.environ["K4P1_MOCK_DATA_DIR"] = str(data_dir)
   os.environ["PYTHONPATH"] = os.pathsep.join(
       [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-  return {"root": root, "data_dir": data_dir, "python": str(python),
+  return {"root": root, "python": str(python),
           "ssd_prefix": prefix, "results": root / "runs"}
 
 
@@ -88,7 +82,7 @@ def test_one_row_of_each_experiment_runs_through_the_launcher(workspace):
   results_dir = str(workspace["results"])
   for kind, (config, row_id, flags, experiment, datasets) in CASES.items():
     row = configs.select_row(configs.load_rows(config), row_id, config)
-    extra = [*TINY, *flags, f"--data_dir={workspace['data_dir']}"]
+    extra = [*TINY, *flags]
     if kind == "ssd_to_imagenet":
       extra.append(f"--weights=ssd_tf1:{workspace['ssd_prefix']}")
     outcome = launch.launch(config, results_dir, [row], extra, workspace["python"])

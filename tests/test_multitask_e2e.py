@@ -21,7 +21,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from experiments import multitask
-from helpers import data_testing
 from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
@@ -39,24 +38,21 @@ pytestmark = pytest.mark.usefixtures("parsed_flags")
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
   root = tmp_path_factory.mktemp("mt")
-  data_dir = root / "tfds"
-  for name in DATASETS:
-    data_testing.write_mock_metadata(data_dir, name, NUM_EXAMPLES)
   keras.utils.set_random_seed(0)
   base = models.build_backbone("mobilenet_v2", None, weights=None, alpha=0.35)
   weights = str(root / "base.weights.h5")
   base.save_weights(weights)
-  return {"root": root, "data_dir": str(data_dir), "weights": weights}
+  return {"root": root, "weights": weights}
 
 
 def run_main(env, workdir, results_dir=None, **overrides):
   settings = dict(
       workdir=str(workdir), model="mobilenet_v2", weights=env["weights"],
       alpha=0.35, tasks=list(DATASETS), image_sizes=[str(s) for s in SIZES],
-      data_dir=env["data_dir"], patch="scale_bias+logits", batch_size=4,
+      patch="scale_bias+logits", batch_size=4,
       train_steps=2, eval_every=0, checkpoint_every=0, summary_every=1)
   settings.update(overrides)
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=env["data_dir"]):
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     with flagsaver.flagsaver(**settings):
       multitask.main(["multitask"])
   return json.loads(((results_dir or workdir) / "results.json").read_text())

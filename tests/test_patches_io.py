@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from k4p1 import atomic
 from k4p1 import models
 from k4p1 import patches
 from test_patches_core import images
@@ -210,3 +211,16 @@ def test_failed_save_leaves_previous_patch_intact(saved_patch, monkeypatch):
     patches.save_patch(task, str(path))
   assert path.read_bytes() == original
   assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_atomic_writes_get_the_modes_plain_writes_would(tmp_path):
+  previous = os.umask(0o022)
+  try:
+    atomic.write_text_atomic(str(tmp_path / "a.json"), "{}")
+    with atomic.output_dir(str(tmp_path / "export")) as staging:
+      with open(os.path.join(staging, "f"), "w") as f:
+        f.write("x")
+  finally:
+    os.umask(previous)
+  assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+  assert (tmp_path / "export").stat().st_mode & 0o777 == 0o755

@@ -9,6 +9,7 @@ from k4p1 import models
 from k4p1 import patches
 from k4p1 import train
 from k4p1.train import loop
+from k4p1.train import progress
 
 GLOBAL_BATCH = 8
 NUM_CLASSES = 3
@@ -132,7 +133,7 @@ def test_a_step_over_two_tasks_trains_both_heads_and_reports_each():
            second.get_layer("logits__b").kernel.numpy()]
   for old, new in zip(before, after):
     assert not np.array_equal(old, new)
-  metrics = loop.MetricAccumulator(["a", "b"])
+  metrics = progress.MetricAccumulator(["a", "b"])
   step_outputs = {k: v.numpy() for k, v in outputs[0].items()}
   metrics.add(step_outputs, seconds=9.0, timed=False)  # E.g. the tracing step.
   metrics.add(step_outputs, seconds=0.5)

@@ -16,7 +16,6 @@ import tensorflow_datasets as tfds
 
 from experiments import config_flags
 from experiments import transfer
-from helpers import data_testing
 from k4p1 import patches
 
 FLAGS = flags.FLAGS
@@ -40,12 +39,11 @@ def event_tags(logdir):
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
-  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
-  data_testing.write_mock_metadata(data_dir, "cifar10", NUM_EXAMPLES)
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(data_dir)):
+  workdir = tmp_path / "run"
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     with flagsaver.flagsaver(
         workdir=str(workdir), model="mobilenet_v2", weights="none", alpha=0.35,
-        image_size=32, dataset="cifar10", data_dir=str(data_dir), patch=spec,
+        image_size=32, dataset="cifar10", patch=spec,
         batch_size=4, train_steps=2, eval_every=1, checkpoint_every=1,
         summary_every=1):
       transfer.main(["transfer"])
@@ -120,12 +118,11 @@ def test_config_file_is_overridden_by_given_flags(tmp_path):
     dict(patch="scale_bias+logits", mixed_precision="mixed_float16"),
 ])
 def test_performance_options_run_end_to_end(options, tmp_path):
-  data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
-  data_testing.write_mock_metadata(data_dir, "cifar10", NUM_EXAMPLES)
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, data_dir=str(data_dir)):
+  workdir = tmp_path / "run"
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     with flagsaver.flagsaver(
         workdir=str(workdir), model="mobilenet_v2", weights="none", alpha=0.35,
-        image_size=32, dataset="cifar10", data_dir=str(data_dir), batch_size=4,
+        image_size=32, dataset="cifar10", batch_size=4,
         train_steps=2, eval_every=0, checkpoint_every=0, summary_every=1, **options):
       transfer.main(["transfer"])
   import keras  # pylint: disable=g-import-not-at-top

@@ -20,6 +20,7 @@ import os
 import pkgutil
 import re
 
+from k4p1.train import checks
 from k4p1.train import config as config_lib
 
 # Entry points a table row can name, and the module each one runs.
@@ -178,13 +179,21 @@ def _format_number(value) -> str:
   return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _short_name(dataset: str) -> str:
+  """A folder dataset by its task name ("folder_photos"), not its whole path."""
+  if dataset.startswith("folder:"):
+    return checks.default_task_name(dataset)
+  return dataset
+
+
 def make_row_id(row: dict) -> str:
   """A readable directory name for a row.
 
   "mobilenet_v2-cifar10-scale_bias+logits-lr0.045"; multi-task rows name
   their tasks ("mobilenet_v2-mt-mnist5k_0-4+mnist5k_5-9-logits-frozen-lr0.045"),
   multi-resolution rows their sizes ("mobilenet_v2-imagenet2012-res96_128-...");
-  the input size, `add_missing_scales` ("gammas") and `bn_stats="frozen"`
+  a folder dataset appears as its task name ("folder_photos"); the input
+  size, `add_missing_scales` ("gammas") and `bn_stats="frozen"`
   ("bn_frozen") appear when set. Characters other than letters, digits and
   "_.+=-" become "_".
   """
@@ -193,12 +202,12 @@ def make_row_id(row: dict) -> str:
     parts.append(f"{row.get('dataset')}-res"
                  + "_".join(str(s) for s in row["resolutions"]))
   elif row.get("entry") == "multitask":
-    tasks = tuple(row.get("tasks") or ())
+    tasks = tuple(_short_name(t) for t in row.get("tasks") or ())
     # Long task lists would make unwieldy directory names: count them instead.
     parts.append("mt-" + ("+".join(tasks) if len(tasks) <= 3
                           else f"{len(tasks)}tasks"))
   else:
-    parts.append(str(row.get("dataset", "cifar100")))
+    parts.append(_short_name(str(row.get("dataset", "cifar100"))))
   if row.get("image_size") is not None:
     parts.append(f"{row['image_size']}px")
   parts.append(str(row.get("patch", "scale_bias+logits")))

@@ -52,7 +52,7 @@ def _load_mnist5k_cached(path: str) -> tuple[np.ndarray, np.ndarray]:
   images.setflags(write=False)
   labels = labels.astype(np.int32)
   labels.setflags(write=False)
-  logging.info("Read %s MNIST images from %s", len(labels), path)
+  logging.debug("Read %s MNIST images from %s", len(labels), path)
   return images, labels
 
 

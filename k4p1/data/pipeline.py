@@ -1,9 +1,10 @@
 """`build_dataset`: batched, prefetched (and distributed) tf.data input pipelines.
 
-One function serves every registry dataset. Examples come from TFDS (a prepared
-builder, see tfds_source) or from in-memory arrays (offline datasets); label
-subsets are filtered and renumbered; then training pipelines shuffle (seeded),
-repeat and augment, eval pipelines make one pass over central crops.
+One function serves every dataset. Examples come from TFDS (a prepared
+builder, see tfds_source), from in-memory arrays (offline datasets) or from
+image files (folder datasets, see folder.py); label subsets are filtered and
+renumbered; then training pipelines shuffle (seeded), repeat and augment, eval
+pipelines make one pass over central crops.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from k4p1.data import catalog
+from k4p1.data import image_files
 from k4p1.data import offline
 from k4p1.data import preprocess
 from k4p1.data import registry
@@ -40,9 +43,11 @@ def _label_table(info: registry.DatasetInfo) -> tf.Tensor:
 def _tfds_examples(info, builder, split, training, seed, input_context):
   """(uint8 image [H, W, C], int32 label) pairs read from a prepared builder."""
   read_config = tfds.ReadConfig(shuffle_seed=seed, input_context=input_context)
-  ds = builder.as_dataset(split=split, shuffle_files=training,
-                          read_config=read_config)
   image_key, label_key = info.image_key, info.label_key
+  # Only the image and the label are decoded (not e.g. a segmentation mask).
+  ds = builder.as_dataset(
+      split=split, shuffle_files=training, read_config=read_config,
+      decoders=tfds.decode.PartialDecoding({image_key: True, label_key: True}))
   ds = ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
               num_parallel_calls=AUTOTUNE)
   if info.label_subset is not None:
@@ -62,6 +67,31 @@ def _offline_examples(info, split, data_dir, split_seed, input_context):
     ds = ds.shard(input_context.num_input_pipelines,
                   input_context.input_pipeline_id)
   return ds, len(arrays.labels)
+
+
+def _ordered_examples(info, builder, split, training, shuffle, seed, data_dir,
+                      split_seed, shuffle_buffer, input_context):
+  """(uint8 image, int32 label) in training or eval order, before preprocessing."""
+  if info.source == registry.SOURCE_FOLDER:
+    # File names are permuted (whole split, every epoch) before decoding.
+    ds, _ = image_files.examples(info, split, seed=seed, split_seed=split_seed,
+                            repeat=training, shuffle=training or bool(shuffle),
+                            input_context=input_context)
+    return ds
+  if builder is not None:
+    ds = _tfds_examples(info, builder, split, training or bool(shuffle), seed,
+                        input_context)
+    buffer = shuffle_buffer or min(info.num_train_examples or MAX_SHUFFLE_BUFFER,
+                                   MAX_SHUFFLE_BUFFER)
+  else:
+    ds, num_examples = _offline_examples(info, split, data_dir, split_seed,
+                                         input_context)
+    buffer = shuffle_buffer or num_examples
+  if training:
+    return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+  if shuffle:
+    return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
+  return ds
 
 
 def build_dataset(name: "str | registry.DatasetInfo",
@@ -84,10 +114,11 @@ def build_dataset(name: "str | registry.DatasetInfo",
   """Builds the input pipeline of one dataset split.
 
   Args:
-    name: registry name, optionally with a label subset (`"mnist5k:0-4"`),
-      or its resolved `DatasetInfo` (`get_dataset_info`).
+    name: a dataset name as `get_dataset_info` takes it (`"mnist5k:0-4"`,
+      `"folder:DIR"`, `"tfds:beans"`), or its resolved `DatasetInfo`.
     split: split name; TFDS split syntax (`"train[:90%]"`) for TFDS datasets,
-      `"train"` or `"test"` for offline ones. See `split_names(name)`.
+      `"train"` or `"test"` for offline and folder ones. See
+      `split_names(name)`.
     global_batch_size: examples per step over all replicas.
     image_size: output side in pixels.
     training: True: seeded shuffle, augmentation, repeated forever,
@@ -102,9 +133,10 @@ def build_dataset(name: "str | registry.DatasetInfo",
     manual_dir: TFDS manual directory for datasets downloaded by hand.
     download: whether a TFDS dataset that is not prepared may be downloaded
       and prepared (only tried when its files or hosts are reachable).
-    split_seed: seed of the offline datasets' train/test holdout.
+    split_seed: seed of the offline and folder datasets' train/test holdout.
     shuffle_buffer: shuffle buffer size; default: the whole split for offline
-      datasets, min(split size, 10,000) for TFDS ones.
+      datasets, min(split size, 10,000) for TFDS ones. Folder datasets
+      always permute the whole split's file names, before decoding.
     input_options: with a strategy, its `tf.distribute.InputOptions`, e.g.
       `experimental_fetch_to_device=True` to prefetch each replica's batches
       to its device (`k4p1.train.performance.input_options`).
@@ -125,7 +157,9 @@ def build_dataset(name: "str | registry.DatasetInfo",
     DatasetNotPreparedError: a TFDS dataset is not prepared and cannot be now.
   """
   info = (name if isinstance(name, registry.DatasetInfo)
-          else registry.get_dataset_info(name))
+          else catalog.get_dataset_info(name, data_dir=data_dir,
+                                        manual_dir=manual_dir,
+                                        download=download))
   _check_positive_int(global_batch_size, "global_batch_size")
   if training and (shuffle is not None or max_batches is not None):
     raise ValueError("shuffle and max_batches apply to eval pipelines "
@@ -144,7 +178,7 @@ def build_dataset(name: "str | registry.DatasetInfo",
     # Checked here, before any strategy builds per-worker pipelines.
     builder = tfds_source.prepared_builder(info, data_dir=data_dir,
                                            manual_dir=manual_dir, download=download)
-  elif split not in offline.SPLITS:
+  elif split not in offline.SPLITS:  # Also the folder datasets' splits.
     raise ValueError(f"Unknown split {split!r} of {info.name!r}; valid choices: "
                      f"{offline.SPLITS}.")
   augmentation = info.augmentation
@@ -152,17 +186,9 @@ def build_dataset(name: "str | registry.DatasetInfo",
   def dataset_fn(input_context: Optional[tf.distribute.InputContext] = None):
     batch_size = (input_context.get_per_replica_batch_size(global_batch_size)
                   if input_context is not None else global_batch_size)
-    if builder is not None:
-      ds = _tfds_examples(info, builder, split, training or bool(shuffle), seed,
-                          input_context)
-      buffer = shuffle_buffer or min(info.num_train_examples or MAX_SHUFFLE_BUFFER,
-                                     MAX_SHUFFLE_BUFFER)
-    else:
-      ds, num_examples = _offline_examples(info, split, data_dir, split_seed,
-                                           input_context)
-      buffer = shuffle_buffer or num_examples
+    ds = _ordered_examples(info, builder, split, training, shuffle, seed,
+                           data_dir, split_seed, shuffle_buffer, input_context)
     if training:
-      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
       # One stateless seed [2] per example: reproducible under parallel map.
       example_seeds = tf.data.Dataset.random(seed=seed).batch(2)
       ds = tf.data.Dataset.zip((ds, example_seeds)).map(
@@ -172,8 +198,6 @@ def build_dataset(name: "str | registry.DatasetInfo",
               example[1]),
           num_parallel_calls=AUTOTUNE)
     else:
-      if shuffle:
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
       ds = ds.map(
           lambda image, label: (
               preprocess.eval_image(image, image_size, architecture,

@@ -1,9 +1,12 @@
-"""Registry of the datasets k4p1 trains and evaluates on.
+"""Registry of the named datasets k4p1 trains and evaluates on, and `DatasetInfo`.
 
 TFDS mock data carries no split sizes, and the paper's setup fixes image sizes per
 dataset and architecture, so those facts live here. Names may carry a label subset,
 `"<dataset>:<labels>"`, e.g. `"mnist5k:0-4"` or `"cifar10:0,2,4"`: only those labels
 are kept and they are renumbered 0..n-1 in the order given.
+
+`lookup` resolves registry names only; `k4p1.data.get_dataset_info` (catalog.py)
+also resolves `folder:DIR` and `tfds:NAME` datasets into the same `DatasetInfo`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ ARCHITECTURE_IMAGE_SIZE = {
 
 SOURCE_TFDS = "tfds"
 SOURCE_OFFLINE = "offline"
+SOURCE_FOLDER = "folder"
+# Name prefixes of datasets resolved outside the registry (catalog.py).
+FOLDER_PREFIX = "folder:"
+TFDS_PREFIX = "tfds:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,20 +59,22 @@ class DatasetInfo:
   """What k4p1 needs to know about one dataset (or a label subset of one).
 
   Attributes:
-    name: registry name, including a label subset suffix if any.
-    tfds_name: TFDS builder name; None for offline datasets.
+    name: the dataset's name, including a label subset suffix if any
+      (`"cifar10:0-4"`, `"folder:/abs/dir"`, `"tfds:eurosat/rgb:0-4"`).
+    tfds_name: TFDS builder name (with `/config`); None for offline and
+      folder datasets.
     train_split: split to train on (TFDS split syntax for TFDS datasets).
     eval_split: split to evaluate on.
     num_classes: number of classes (of the subset, if any).
     num_train_examples: examples in `train_split`; None when not known (a label
       subset of a TFDS dataset whose per-class counts are not registered).
     num_eval_examples: examples in `eval_split`; None when not known.
-    image_size: default input size (for TFDS datasets, MobileNetV2's; see
-      `default_image_size` for other architectures).
+    image_size: default input size (for TFDS and folder datasets,
+      MobileNetV2's; see `default_image_size` for other architectures).
     manual_download: whether the data must be downloaded by hand (TFDS
       `--manual_dir`) because no automatic download exists.
     notes: quirks a user should know about.
-    source: `"tfds"` or `"offline"`.
+    source: `"tfds"`, `"offline"` or `"folder"`.
     image_key: feature holding the image in TFDS examples.
     label_key: feature holding the label in TFDS examples.
     manual_files: files expected in the manual directory.
@@ -77,6 +86,15 @@ class DatasetInfo:
       classes, in output label order), when known exactly.
     eval_examples_per_class: same for `eval_split`.
     augmentation: training augmentation and eval crop.
+    class_names: class names in output label order, when known (folder and
+      `tfds:` datasets).
+    base_num_train_examples: examples in `train_split` of the full dataset
+      (sizes the epoch of a label subset whose own count is unknown).
+    eval_fraction: folder datasets without train/ and test/ folders: the
+      fraction of each class held out for `eval_split`; else None.
+    files: folder datasets: `(path, label, folder)` per image file, `folder`
+      being "train" or "test" for a train/ and test/ layout, "" otherwise
+      (the holdout is drawn when the pipeline is built).
   """
   name: str
   tfds_name: Optional[str]
@@ -98,10 +116,22 @@ class DatasetInfo:
   train_examples_per_class: Optional[tuple[int, ...]] = None
   eval_examples_per_class: Optional[tuple[int, ...]] = None
   augmentation: Augmentation = INCEPTION_AUGMENTATION
+  class_names: Optional[tuple[str, ...]] = None
+  base_num_train_examples: Optional[int] = None
+  eval_fraction: Optional[float] = None
+  files: tuple = dataclasses.field(default=(), repr=False, compare=False)
 
   @property
   def base_name(self) -> str:
-    """Registry name without the label subset."""
+    """Name without the label subset ("cifar10:0-4" -> "cifar10").
+
+    A folder dataset's name is its base name (a colon may be in the path);
+    `tfds:NAME[/CONFIG]` keeps its prefix.
+    """
+    if self.source == SOURCE_FOLDER:
+      return self.name
+    if self.name.startswith(TFDS_PREFIX):
+      return TFDS_PREFIX + self.name[len(TFDS_PREFIX):].split(":", 1)[0]
     return self.name.split(":", 1)[0]
 
 
@@ -113,6 +143,7 @@ def _tfds(name, train_split, eval_split, num_classes, num_train, num_eval, notes
       num_eval_examples=num_eval, image_size=image_size,
       manual_download=bool(manual_files), notes=notes, source=SOURCE_TFDS,
       manual_files=tuple(manual_files), base_num_classes=num_classes,
+      base_num_train_examples=num_train,
       train_examples_per_class=per_class and (per_class[0],) * num_classes,
       eval_examples_per_class=per_class and (per_class[1],) * num_classes,
       **kwargs)
@@ -161,6 +192,7 @@ _BASE_DATASETS = (
         num_classes=10, num_train_examples=sum(_MNIST5K_TRAIN),
         num_eval_examples=sum(_MNIST5K_EVAL), image_size=64,
         manual_download=False, source=SOURCE_OFFLINE, base_num_classes=10,
+        base_num_train_examples=sum(_MNIST5K_TRAIN),
         notes="Offline: 5,000 MNIST digits (28x28 grey) shipped in "
               "k4p1/data/files/mnist_5k.csv.gz; 20% of each class held out "
               "for test, by a seeded permutation.",
@@ -172,6 +204,7 @@ _BASE_DATASETS = (
         num_classes=10, num_train_examples=sum(_DIGITS_TRAIN),
         num_eval_examples=sum(_DIGITS_EVAL), image_size=32,
         manual_download=False, source=SOURCE_OFFLINE, base_num_classes=10,
+        base_num_train_examples=sum(_DIGITS_TRAIN),
         notes="Offline: scikit-learn's load_digits (1,797 8x8 digits, values "
               "0-16 rescaled to 0-255); 20% of each class held out for test.",
         train_examples_per_class=_DIGITS_TRAIN,
@@ -219,7 +252,28 @@ def parse_label_subset(spec: str, num_classes: int) -> tuple[int, ...]:
   return tuple(labels)
 
 
-def get_dataset_info(name: str) -> DatasetInfo:
+def subset_info(info: DatasetInfo, name: str, subset_spec: str) -> DatasetInfo:
+  """`info` restricted to the labels of `subset_spec`, named `name`.
+
+  Per-class counts (and class names) follow the subset when `info` has them;
+  otherwise the subset's example counts are unknown (None).
+  """
+  subset = parse_label_subset(subset_spec, info.base_num_classes)
+
+  def pick(per_class):
+    return None if per_class is None else tuple(per_class[c] for c in subset)
+
+  train_counts = pick(info.train_examples_per_class)
+  eval_counts = pick(info.eval_examples_per_class)
+  return dataclasses.replace(
+      info, name=name, num_classes=len(subset), label_subset=subset,
+      num_train_examples=train_counts and sum(train_counts),
+      num_eval_examples=eval_counts and sum(eval_counts),
+      train_examples_per_class=train_counts,
+      eval_examples_per_class=eval_counts, class_names=pick(info.class_names))
+
+
+def lookup(name: str) -> DatasetInfo:
   """Returns the registry entry for `name`, e.g. `"cifar10"` or `"mnist5k:0-4"`.
 
   Args:
@@ -231,51 +285,15 @@ def get_dataset_info(name: str) -> DatasetInfo:
   Raises:
     ValueError: if the dataset is unknown or the label subset is malformed.
   """
-  if not isinstance(name, str):
-    raise ValueError(f"Dataset name must be a string, got {name!r}.")
   base_name, _, subset_spec = name.partition(":")
   if base_name not in DATASETS:
-    raise ValueError(f"Unknown dataset {base_name!r}; valid choices: "
-                     f"{sorted(DATASETS)} (optionally with ':<labels>', e.g. "
-                     "'mnist5k:0-4').")
+    raise ValueError(
+        f"Unknown dataset {base_name!r}; valid choices: {sorted(DATASETS)} "
+        "(optionally with ':<labels>', e.g. 'mnist5k:0-4'), "
+        f"'{FOLDER_PREFIX}<directory>' (one folder of images per class) or "
+        f"'{TFDS_PREFIX}<tfds name>[/<config>][:<labels>]' (any TFDS image "
+        "classification dataset).")
   info = DATASETS[base_name]
   if not subset_spec:
     return info
-  subset = parse_label_subset(subset_spec, info.base_num_classes)
-
-  def subset_counts(per_class):
-    return None if per_class is None else tuple(per_class[c] for c in subset)
-
-  train_counts = subset_counts(info.train_examples_per_class)
-  eval_counts = subset_counts(info.eval_examples_per_class)
-  return dataclasses.replace(
-      info, name=f"{base_name}:{subset_spec}", num_classes=len(subset),
-      label_subset=subset,
-      num_train_examples=train_counts and sum(train_counts),
-      num_eval_examples=eval_counts and sum(eval_counts),
-      train_examples_per_class=train_counts,
-      eval_examples_per_class=eval_counts)
-
-
-def split_names(name: str) -> tuple[str, str]:
-  """Returns `(train_split, eval_split)` of a registry dataset."""
-  info = get_dataset_info(name)
-  return info.train_split, info.eval_split
-
-
-def default_image_size(name: "str | DatasetInfo",
-                       architecture: str = "mobilenet_v2") -> int:
-  """Returns the input size the paper uses for `name` with `architecture`.
-
-  Places365 is 256 px whatever the network; other TFDS datasets take the
-  architecture's size (224, 299 for InceptionV3); offline datasets keep their
-  own small default.
-
-  Raises:
-    ValueError: for an unknown dataset or architecture.
-  """
-  info = name if isinstance(name, DatasetInfo) else get_dataset_info(name)
-  arch = architectures.get(architecture)  # Validates even when unused below.
-  if info.source == SOURCE_OFFLINE or info.base_name == "places365_small":
-    return info.image_size
-  return arch.default_image_size
+  return subset_info(info, f"{base_name}:{subset_spec}", subset_spec)

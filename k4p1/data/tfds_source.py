@@ -6,6 +6,9 @@ before an opaque error. `prepared_builder` checks the data directory first
 (`builder.is_prepared()`, no GCS lookup), then whether the manual files or the
 download hosts are there, and raises `DatasetNotPreparedError` within seconds,
 naming the dataset, the directory searched and the command that prepares it.
+
+Under `tfds.testing.mock_data` (TFDS's testing idiom, used as is) the records
+are fake and nothing needs preparing: `prepared_builder` returns the builder.
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ from k4p1.data import registry
 from k4p1.data import fgvc_aircraft  # pylint: disable=unused-import
 
 NETWORK_TIMEOUT_S = 3.0
+# `tfds.testing.mock_data` replaces these DatasetBuilder methods with functions
+# of this module, whatever its arguments (policy, as_dataset_fn, data_dir).
+_MOCKING_MODULE = "tensorflow_datasets.testing.mocking"
+_MOCKED_METHODS = ("download_and_prepare", "as_dataset")
+
+
+def tfds_mocked() -> bool:
+  """Whether `tfds.testing.mock_data` is active (TFDS then fakes every record)."""
+  return all(
+      getattr(getattr(tfds.core.DatasetBuilder, method, None), "__module__",
+              None) == _MOCKING_MODULE
+      for method in _MOCKED_METHODS)
 
 
 def _download_hosts(builder) -> list[str]:
@@ -77,21 +92,32 @@ def _missing_manual_files(info: registry.DatasetInfo,
   return [f for f in info.manual_files if not (manual_dir / f).exists()]
 
 
+def _has_manual_data(info: registry.DatasetInfo, manual_path: pathlib.Path) -> bool:
+  if info.tfds_name == "fgvc_aircraft":
+    return fgvc_aircraft.manual_data_present(manual_path)
+  if not info.manual_files:  # A `tfds:` dataset: its files are not registered.
+    return (info.manual_download and manual_path.is_dir()
+            and any(manual_path.iterdir()))
+  return not _missing_manual_files(info, manual_path)
+
+
 def _not_prepared_message(info: registry.DatasetInfo, builder, reason: str) -> str:
   data_root = str(builder.data_dir_root)
   command = f"tfds build {info.tfds_name} --data_dir={data_root}"
   if info.prepare_imports:
     command += f" --imports={info.prepare_imports}"
   python = (f"python -c \"from k4p1 import data; data.prepare_dataset("
-            f"'{info.tfds_name}', data_dir='{data_root}'")
+            f"'{info.base_name}', data_dir='{data_root}'")
   lines = [
       f"Dataset {info.tfds_name!r} is not prepared in data_dir {data_root!r} "
       f"(searched {str(builder.data_path)!r}) and cannot be prepared now: "
       f"{reason}."
   ]
   if info.manual_download:
+    files = (", ".join(info.manual_files) if info.manual_files else
+             "the files its TFDS catalog page names")
     lines += [
-        f"It needs a manual download: put {', '.join(info.manual_files)} in a "
+        f"It needs a manual download: put {files} in a "
         "directory, then prepare the dataset with:",
         f"  {command} --manual_dir=<that directory>",
         f"  or: {python}, manual_dir='<that directory>')\"",
@@ -99,14 +125,15 @@ def _not_prepared_message(info: registry.DatasetInfo, builder, reason: str) -> s
   else:
     lines += ["To prepare it, run on a machine with network access:",
               f"  {command}", f"  or: {python})\""]
-    if info.base_name == "fgvc_aircraft":
+    if info.tfds_name == "fgvc_aircraft":
       lines += [f"or, offline, with {fgvc_aircraft.ARCHIVE_NAME} in a directory:",
                 f"  {command} --manual_dir=<that directory>"]
   lines += [
       "and pass that data directory as data_dir (--data_dir). (The `tfds` command "
       "of TFDS 4.9 needs `pip install apache-beam` to start.)",
       "Datasets that need neither network nor preparation: "
-      f"{', '.join(offline.OFFLINE_DATASETS)}.",
+      f"{', '.join(offline.OFFLINE_DATASETS)}, and your own images as "
+      f"{registry.FOLDER_PREFIX}<directory> (one folder per class).",
   ]
   return "\n".join(lines)
 
@@ -129,7 +156,8 @@ def prepared_builder(info: registry.DatasetInfo,
     network_timeout_s: timeout of the network probe per host.
 
   Returns:
-    A `tfds.core.DatasetBuilder` with `is_prepared()` True.
+    A `tfds.core.DatasetBuilder` with `is_prepared()` True (under
+    `tfds.testing.mock_data`: the builder, unchecked).
 
   Raises:
     DatasetNotPreparedError: if the dataset is not prepared and cannot be now
@@ -139,15 +167,12 @@ def prepared_builder(info: registry.DatasetInfo,
     raise ValueError(f"{info.name!r} is not a TFDS dataset.")
   data_dir = os.fspath(data_dir) if data_dir is not None else None
   builder = tfds.builder(info.tfds_name, data_dir=data_dir, try_gcs=False)
-  if builder.is_prepared():
+  if tfds_mocked() or builder.is_prepared():
     return builder
 
   manual_path = pathlib.Path(manual_dir) if manual_dir is not None else (
       pathlib.Path(builder.data_dir_root) / "downloads" / "manual")
-  has_manual_files = bool(info.manual_files) and not _missing_manual_files(
-      info, manual_path)
-  if info.base_name == "fgvc_aircraft":
-    has_manual_files = fgvc_aircraft.manual_data_present(manual_path)
+  has_manual_files = _has_manual_data(info, manual_path)
 
   def fail(reason):
     raise errors.DatasetNotPreparedError(
@@ -155,7 +180,7 @@ def prepared_builder(info: registry.DatasetInfo,
 
   if info.manual_download and not has_manual_files:
     fail(f"manual files missing in {str(manual_path)!r}: "
-         f"{', '.join(_missing_manual_files(info, manual_path))}")
+         f"{', '.join(_missing_manual_files(info, manual_path)) or 'none there'}")
   if not download:
     fail("automatic download is disabled (download=False)")
   if not has_manual_files:
@@ -167,29 +192,3 @@ def prepared_builder(info: registry.DatasetInfo,
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=str(manual_path), try_download_gcs=not has_manual_files))
   return builder
-
-
-def prepare_dataset(name: str, data_dir: Optional[os.PathLike] = None,
-                    manual_dir: Optional[os.PathLike] = None):
-  """Downloads and prepares a TFDS registry dataset (a no-op if prepared).
-
-  The Python equivalent of `tfds build`, for machines where the `tfds` command
-  does not start (TFDS 4.9 imports apache-beam there).
-
-  Args:
-    name: registry name of a TFDS dataset (a label subset suffix is ignored).
-    data_dir: TFDS data directory; None for TFDS's default.
-    manual_dir: directory with manually downloaded files.
-
-  Returns:
-    The prepared `tfds.core.DatasetBuilder`.
-
-  Raises:
-    ValueError: for unknown or offline datasets.
-    DatasetNotPreparedError: if the data can be neither found nor downloaded.
-  """
-  info = registry.get_dataset_info(name)
-  if info.source != registry.SOURCE_TFDS:
-    raise ValueError(f"{name!r} is an offline dataset: it needs no preparation.")
-  return prepared_builder(info, data_dir=data_dir, manual_dir=manual_dir,
-                          download=True)

@@ -5,6 +5,8 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
+from k4p1 import tracing
+
 
 def make_accuracy_fn(model: keras.Model, dataset,
                      strategy: Optional[tf.distribute.Strategy] = None
@@ -42,7 +44,6 @@ def make_accuracy_fn(model: keras.Model, dataset,
     hits = tf.cond(size > 0, count_hits, lambda: tf.constant(0, tf.int64))
     return hits, size
 
-  @tf.function
   def count_correct():
     correct = tf.constant(0, tf.int64)
     examples = tf.constant(0, tf.int64)
@@ -51,6 +52,8 @@ def make_accuracy_fn(model: keras.Model, dataset,
       correct += strategy.reduce(tf.distribute.ReduceOp.SUM, hits, axis=None)
       examples += strategy.reduce(tf.distribute.ReduceOp.SUM, size, axis=None)
     return correct, examples
+
+  count_correct = tracing.model_function(count_correct)
 
   def evaluate() -> dict:
     correct, examples = (int(t.numpy()) for t in count_correct())

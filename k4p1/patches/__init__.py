@@ -21,6 +21,12 @@ from k4p1.patches.io import PatchMismatchError
 from k4p1.patches.io import read_patch_file
 from k4p1.patches.io import save_patch
 from k4p1.patches.layers import FrozenStatsBatchNormalization
+from k4p1.patches.litert import export_multitask as export_multitask_tflite
+from k4p1.patches.litert import export_task as export_task_tflite
+from k4p1.patches.litert import LiteRTModel
+from k4p1.patches.litert import QUANTIZATIONS as TFLITE_QUANTIZATIONS
+from k4p1.patches.litert import read_metadata as read_tflite_metadata
+from k4p1.patches.litert import run as run_tflite
 from k4p1.patches.spec import KIND_TARGETS
 from k4p1.patches.spec import KINDS
 from k4p1.patches.spec import PatchSpec

@@ -68,7 +68,7 @@ class RunCheckpoint:
   def save(self) -> str:
     """Saves a checkpoint numbered by the current step; returns its path."""
     path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-    logging.info("Saved checkpoint %s.", path)
+    logging.debug("Saved checkpoint %s.", path)
     return path
 
 

@@ -3,8 +3,10 @@
 Each raises `ValueError` naming the field, its value and the valid choices.
 """
 
+import os
 import re
 
+from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
 from k4p1.train import config as config_lib
@@ -54,6 +56,13 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
                performance.MIXED_PRECISION)
   check_choice("input_pipeline", config.input_pipeline,
                performance.INPUT_PIPELINES)
+  check_choice("tflite_quantization", config.tflite_quantization,
+               config_lib.TFLITE_QUANTIZATIONS)
+  if (config.export_tflite and config.tflite_quantization == "int8"
+      and (config.tasks or config.sequential)):
+    raise ValueError("tflite_quantization='int8' is for transfer runs: the "
+                     "K-task file's int8 accuracy is near chance; use "
+                     "dynamic_int8 (see k4p1.patches.litert).")
   models.check_weights(config.weights)
   if config.alpha != 1.0 and not arch.supports_alpha:
     raise ValueError(f"alpha={config.alpha} is not supported by {config.model}; "
@@ -80,6 +89,11 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
     _check_fraction(name, getattr(config, name))
   if config.bn_momentum is not None:
     _check_fraction("bn_momentum", config.bn_momentum)
+  if config.eval_fraction is not None and (
+      isinstance(config.eval_fraction, bool) or
+      not 0.0 < config.eval_fraction < 1.0):
+    raise ValueError(f"eval_fraction must be in (0, 1), got "
+                     f"{config.eval_fraction!r}.")
   if config.weight_decay < 0:
     raise ValueError(f"weight_decay must be >= 0, got {config.weight_decay!r}.")
   for name, minimum in (("lr_reference_batch", 1), ("precise_bn_batches", 0),
@@ -173,10 +187,19 @@ def model_task_name(name: str) -> str:
 def default_task_name(dataset: str) -> str:
   """A task name safe in layer and file names: "mnist5k:5-9" -> "mnist5k_5-9".
 
+  "folder:/data/my photos" -> "folder_my_photos" (the folder's name, other
+  characters as '_'); "tfds:eurosat/rgb:0-4" -> "tfds_eurosat_rgb_0-4".
+
   Raises:
     ValueError: the name still has characters outside [A-Za-z0-9_.-].
   """
+  if dataset.startswith(data.FOLDER_PREFIX):
+    directory = os.path.abspath(os.path.expanduser(
+        dataset[len(data.FOLDER_PREFIX):]))
+    return "folder_" + _UNSAFE_IN_SCOPES.sub("_", os.path.basename(directory))
   name = dataset.replace(":", "_").replace(",", "_")
+  if dataset.startswith(data.TFDS_PREFIX):
+    name = name.replace("/", "_")
   if not name or not all(c.isalnum() or c in "_.-" for c in name):
     raise ValueError(f"Task name {name!r} (from {dataset!r}) must use only "
                      "letters, digits and '_.-'.")

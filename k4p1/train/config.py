@@ -26,6 +26,7 @@ from typing import Any, Mapping, Optional
 
 from k4p1 import architectures
 from k4p1 import models
+from k4p1.patches import litert
 
 # Epochs trained when neither `train_steps` nor `train_epochs` is set. The
 # paper does not state its fine-tuning length; see BUILD_NOTES.md.
@@ -34,13 +35,14 @@ BN_STATS = ("task", "frozen")
 SHARED = ("frozen", "trained")
 TASK_SAMPLING = ("all", "round_robin", "proportional")
 EXPERIMENTS = ("transfer", "pretrain", "multitask", "multires", "sequential")
+TFLITE_QUANTIZATIONS = litert.QUANTIZATIONS
 # Fields that identify a run: a rerun in the same workdir must agree on them
 # (the others, e.g. the number of steps, may change: the run resumes).
 IDENTITY_FIELDS = ("model", "weights", "alpha", "dataset", "task", "image_size",
                    "tasks", "task_names",
                    "image_sizes", "resolutions", "patch", "bn_stats",
                    "add_missing_scales", "shared", "task_sampling", "sequential",
-                   "pretrain")
+                   "pretrain", "eval_fraction", "image_key", "label_key")
 
 # A setting given on top of others (a flag over a config file, a table row
 # over its table's base) replaces the settings it excludes: --train_steps
@@ -98,12 +100,16 @@ class RunConfig:
   # Tasks and data.
   dataset: Optional[str] = _field(
       None, "Dataset of a transfer, pretrain or multires run: a registry name, "
-      "optionally with a label subset, e.g. cifar100 or mnist5k:5-9.")
+      "optionally with a label subset, e.g. cifar100 or mnist5k:5-9; "
+      "folder:DIR (your images, one subfolder per class, or DIR/train/<class> "
+      "and DIR/test/<class>); or tfds:NAME[/CONFIG][:labels] (any TFDS image "
+      "classification dataset, prepared in --data_dir).")
   task: Optional[str] = _field(
       None, "Task name of a transfer run (default: from the dataset).")
   tasks: tuple = _field(
       (), "Datasets of a multi-task run (sequential: the tasks to add), e.g. "
-      "cifar10,cifar100 or mnist5k:5-6,mnist5k:7-9.", element=str)
+      "cifar10,cifar100, mnist5k:5-6,mnist5k:7-9 or folder:DIR,tfds:beans "
+      "(names as --dataset).", element=str)
   task_names: Optional[tuple] = _field(
       None, "One name per task of --tasks (default: from the datasets).",
       element=str)
@@ -129,8 +135,29 @@ class RunConfig:
   export_image_size: Optional[int] = _field(
       None, "Input size of the exported multi-task serving model (default: "
       "the largest task size).")
+  export_tflite: bool = _field(
+      False, "Also write a LiteRT (TensorFlow Lite) file: transfer runs "
+      "tflite/<task>.tflite, multitask and sequential runs tflite/tasks.tflite "
+      "(one file serving every task, input task_id; multires and pretrain runs "
+      "write none).")
+  tflite_quantization: str = _field(
+      "none", "Post-training quantization of --export_tflite: none, float16 "
+      "(float16 weights), dynamic_int8 (int8 weights) or int8 (int8 weights "
+      "and activations, ranges calibrated on training images; transfer runs "
+      "only).",
+      choices=TFLITE_QUANTIZATIONS)
   data_dir: Optional[str] = _field(None, "TFDS data directory (or a directory "
                                    "with mnist_5k.csv.gz).")
+  eval_fraction: Optional[float] = _field(
+      None, "folder:DIR datasets without train/ and test/ folders: fraction "
+      "of each class held out for evaluation (seeded, stratified; default "
+      "0.2).")
+  image_key: Optional[str] = _field(
+      None, "tfds: datasets: the image feature (default: the single Image "
+      "feature, or the supervised_keys one).")
+  label_key: Optional[str] = _field(
+      None, "tfds: datasets: the ClassLabel feature (default: the single "
+      "ClassLabel feature, or the supervised_keys one).")
   # Schedule and optimizer.
   batch_size: int = _field(96, "Global batch size of each task (all replicas).")
   train_steps: Optional[int] = _field(

@@ -30,6 +30,7 @@ import k4p1
 from k4p1.train import fused_batch_norm as fused_batch_norm_lib
 from k4p1.train import optimizers as optimizers_lib
 from k4p1.train import performance
+from k4p1.train import progress as progress_lib
 from k4p1.train import task_gradients as task_gradients_lib
 
 
@@ -179,63 +180,6 @@ def make_train_step(strategy: tf.distribute.Strategy,
   return train_step
 
 
-class MetricAccumulator:
-  """Sums step outputs over an interval; reports loss, accuracy, images/sec.
-
-  A step may train a subset of the tasks (sampled multi-task steps): only the
-  tasks in its outputs are counted, and `train/loss` is the mean over steps of
-  the step's objective (the summed cross-entropies of the tasks it trained,
-  plus weight decay).
-  """
-
-  def __init__(self, task_names: Sequence[str]):
-    self.task_names = tuple(task_names)
-    self.reset()
-
-  def reset(self) -> None:
-    self.sums = {}
-    self.steps = 0
-    self.seconds = 0.0
-    self.timed_examples = 0.0
-
-  def add(self, outputs: dict, seconds: float, timed: bool = True) -> None:
-    """Adds one step's outputs; `timed=False` leaves it out of images/sec."""
-    for name, value in outputs.items():
-      self.sums[name] = self.sums.get(name, 0.0) + float(value)
-    for task in self.task_names:
-      if f"{task}/count" in outputs:
-        self.sums[f"{task}/steps"] = self.sums.get(f"{task}/steps", 0) + 1
-    self.steps += 1
-    if timed:
-      self.seconds += seconds
-      self.timed_examples += sum(float(outputs[f"{t}/count"])
-                                 for t in self.task_names
-                                 if f"{t}/count" in outputs)
-
-  def result(self) -> dict:
-    """{"train/loss", "train/accuracy", "images_per_sec"} (+ per task if K > 1)."""
-    if not self.steps:
-      return {}
-    out, loss, examples, correct = {}, 0.0, 0.0, 0.0
-    for task in self.task_names:
-      count = self.sums.get(f"{task}/count", 0.0)
-      if not count:
-        continue  # Not trained in this interval.
-      task_loss = self.sums[f"{task}/loss_sum"] / count
-      loss += task_loss * self.sums[f"{task}/steps"] / self.steps
-      examples += count
-      correct += self.sums[f"{task}/correct"]
-      if len(self.task_names) > 1:
-        out[f"train/{task}/loss"] = task_loss
-        out[f"train/{task}/accuracy"] = self.sums[f"{task}/correct"] / count
-    out["train/cross_entropy"] = loss
-    out["train/loss"] = loss + self.sums["weight_decay"] / self.steps
-    out["train/accuracy"] = correct / examples
-    out["images_per_sec"] = (self.timed_examples / self.seconds
-                             if self.seconds else 0.0)
-    return out
-
-
 @dataclasses.dataclass
 class LoopResult:
   """What the driver reports: steps done, throughput, last metrics."""
@@ -287,7 +231,7 @@ def run_training_loop(*,
   Evaluates every `eval_every` steps (0: never; the caller evaluates at the
   end), checkpoints every `checkpoint_every` steps and at the end, writes
   training scalars every `summary_every` steps, and logs step, loss, accuracy
-  and images/sec at least every `log_every_secs` seconds.
+  and images/sec (and time left) at least every `log_every_secs` seconds.
 
   Images/sec counts training steps only: the first step of a process (which
   traces and compiles the graph), evaluation and checkpointing are excluded.
@@ -315,11 +259,12 @@ def run_training_loop(*,
   """
   names = list(task_names)
   start_step = current = int(step.numpy())
-  summary_metrics, log_metrics = MetricAccumulator(names), MetricAccumulator(names)
+  summary_metrics = progress_lib.MetricAccumulator(names)
+  progress = progress_lib.ProgressLog(names, total_steps, log_every_secs,
+                                      learning_rate_fn)
   timed_seconds, timed_images = 0.0, 0.0
   eval_history = []
   last_metrics = {}
-  last_log = time.monotonic()
   last_checkpoint = None
   if current >= total_steps:
     logging.info("Step %d >= train steps %d: nothing to train.", current, total_steps)
@@ -337,9 +282,8 @@ def run_training_loop(*,
       timed_images += sum(float(outputs[f"{n}/count"]) for n in names
                           if f"{n}/count" in outputs)
     else:
-      logging.info("First step (tracing included) took %.1f s.", seconds)
+      logging.debug("First step (tracing included) took %.1f s.", seconds)
     summary_metrics.add(outputs, seconds, timed)
-    log_metrics.add(outputs, seconds, timed)
     losses = [outputs[f"{n}/loss_sum"] for n in names if f"{n}/loss_sum" in outputs]
     if not np.all(np.isfinite(losses)):
       raise FloatingPointError(f"Loss is {losses} at step {current}: lower the "
@@ -352,16 +296,7 @@ def run_training_loop(*,
         scalars.pop("images_per_sec")
       write_scalars(current, scalars)
       summary_metrics.reset()
-    now = time.monotonic()
-    if now - last_log >= log_every_secs or current == total_steps:
-      m = log_metrics.result()
-      rate = (f"{m['images_per_sec']:.1f}" if log_metrics.seconds
-              else "n/a (first step)")
-      logging.info("step %d/%d: loss %.4f, accuracy %.4f, %s images/sec, "
-                   "learning rate %.4g", current, total_steps, m["train/loss"],
-                   m["train/accuracy"], rate, learning_rate_fn(current - 1))
-      log_metrics.reset()
-      last_log = now
+    progress.add(current, outputs, seconds, timed)
     if eval_every and current % eval_every == 0 and current != total_steps:
       metrics = evaluate(current)
       eval_history.append(dict(metrics, step=current))

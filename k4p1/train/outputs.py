@@ -7,7 +7,9 @@
   sequential runs extend), multires' `patches/shared_head.npz`, and (not
   multires) `export/`, one SavedModel serving every task;
 * sequential: the new tasks' patches join the earlier run's `patches/`,
-  `tasks.json` lists them after the earlier tasks, `export/` is rewritten.
+  `tasks.json` lists them after the earlier tasks, `export/` is rewritten;
+* with `export_tflite`, transfer runs also write `tflite/<task>.tflite` and
+  multitask and sequential runs `tflite/tasks.tflite` (every task, one file).
 
 File places are `k4p1.workdir`'s; every write goes through `k4p1.atomic`.
 """
@@ -18,10 +20,16 @@ import os
 import numpy as np
 
 from k4p1 import atomic
+from k4p1 import data
 from k4p1 import patches
 from k4p1 import workdir as workdir_lib
 from k4p1.patches import io as patches_io
+from k4p1.patches import litert
 from k4p1.train import build
+
+
+# Images per task that calibrate int8 activation ranges (--tflite_quantization).
+CALIBRATION_IMAGES = 128
 
 
 def digest(task_models) -> str:
@@ -68,7 +76,8 @@ def write_artefacts(plan, run_models) -> dict:
     path = workdir_lib.patch_path(workdir, plan.tasks[0].model_name)
     patches.save_patch(task_models[0], path)
     return {"patch_file": os.path.relpath(path, workdir),
-            "patch_file_bytes": os.path.getsize(path)}
+            "patch_file_bytes": os.path.getsize(path),
+            **_write_tflite(plan, task_models)}
   if experiment == "pretrain":
     path = workdir_lib.backbone_path(workdir)
     workdir_lib.save_weights(base, path)
@@ -90,7 +99,41 @@ def write_artefacts(plan, run_models) -> dict:
   export = workdir_lib.export_dir(workdir)
   size = plan.config.export_image_size
   patches.export_multitask(task_models, export, image_size=(size, size))
-  return {"export": os.path.relpath(export, plan.run_dir)}
+  return {"export": os.path.relpath(export, plan.run_dir),
+          **_write_tflite(plan, task_models)}
+
+
+def _write_tflite(plan, task_models) -> dict:
+  """`export_tflite`: the run's LiteRT file; returns results.json's fields."""
+  config = plan.config
+  if not config.export_tflite:
+    return {}
+  quantization = config.tflite_quantization
+  if plan.experiment == "transfer":
+    task = plan.tasks[0]
+    path = workdir_lib.tflite_path(config.workdir, task.model_name)
+    calibration = (_calibration_images(plan, task)
+                   if quantization == "int8" else None)
+    litert.export_task(task_models[0], path, quantization, calibration,
+                       task.image_size)
+  else:  # Every task in one file, at the SavedModel's size (checks refuse int8).
+    path = workdir_lib.tflite_path(config.workdir, workdir_lib.MULTITASK_TFLITE)
+    litert.export_multitask(task_models, path, quantization,
+                            image_size=config.export_image_size)
+  return {"tflite_file": os.path.relpath(path, plan.run_dir),
+          "tflite_file_bytes": os.path.getsize(path),
+          "tflite_quantization": quantization}
+
+
+def _calibration_images(plan, task) -> np.ndarray:
+  """`CALIBRATION_IMAGES` shuffled training images (no augmentation)."""
+  config, batch = plan.config, 32
+  dataset = data.build_dataset(
+      task.dataset, task.dataset.train_split, global_batch_size=batch,
+      image_size=task.image_size, training=False, data_dir=config.data_dir,
+      seed=config.seed, architecture=config.model, shuffle=True,
+      max_batches=-(-CALIBRATION_IMAGES // batch))
+  return np.concatenate([images.numpy() for images, _ in dataset])
 
 
 def _save_patches(plan, task_models) -> list:

@@ -29,6 +29,9 @@ from k4p1.train import performance
 
 model_task_name = checks.model_task_name
 default_task_name = checks.default_task_name
+# Settings that change how a dataset name reads (a sequential run inherits
+# them from the first run of its workdir).
+_DATA_FIELDS = ("eval_fraction", "image_key", "label_key")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +95,57 @@ def train_examples(info: data.DatasetInfo) -> int:
   """Training examples of `info` (estimated for an unsized label subset)."""
   if info.num_train_examples:
     return info.num_train_examples
-  base = data.get_dataset_info(info.base_name)
-  estimate = max(1, base.num_train_examples * info.num_classes // base.num_classes)
+  if not info.base_num_train_examples:
+    raise ValueError(f"The size of {info.name!r} is unknown: set train_steps "
+                     "instead of train_epochs.")
+  estimate = max(1, info.base_num_train_examples * info.num_classes //
+                 info.base_num_classes)
   logging.warning("%s has no registered size; assuming %d training examples "
                   "for the epoch-based schedule.", info.name, estimate)
   return estimate
+
+
+def dataset_info(config: config_lib.RunConfig, name: str) -> data.DatasetInfo:
+  """Resolves dataset `name` with the config's data settings.
+
+  `eval_fraction` goes to folder datasets, `image_key` and `label_key` to
+  `tfds:` ones (the others reject them).
+  """
+  folder = name.startswith(data.FOLDER_PREFIX)
+  tfds_name = name.startswith(data.TFDS_PREFIX)
+  return data.get_dataset_info(
+      name, data_dir=config.data_dir,
+      eval_fraction=config.eval_fraction if folder else None,
+      image_key=config.image_key if tfds_name else None,
+      label_key=config.label_key if tfds_name else None)
+
+
+def _check_data_fields(config, tasks) -> None:
+  """eval_fraction, image_key and label_key must apply to some task."""
+  infos = [t.dataset for t in tasks]
+  if (config.eval_fraction is not None and
+      all(info.eval_fraction is None for info in infos)):
+    raise ValueError(
+        f"eval_fraction={config.eval_fraction!r} applies to folder:DIR "
+        "datasets without train/ and test/ folders; no task is one: "
+        f"{[info.name for info in infos]}.")
+  for field in ("image_key", "label_key"):
+    if getattr(config, field) is not None and not any(
+        info.name.startswith(data.TFDS_PREFIX) for info in infos):
+      raise ValueError(f"{field}={getattr(config, field)!r} applies to "
+                       "tfds:NAME datasets; no task is one: "
+                       f"{[info.name for info in infos]}.")
+
+
+def _inherit_data_fields(config) -> config_lib.RunConfig:
+  """A sequential run reads the earlier tasks as the first run did."""
+  path = workdir_lib.config_path(config.workdir)
+  if not os.path.exists(path):
+    return config
+  first = workdir_lib.read_json(path).get("config", {})
+  return config.replace(**{
+      field: first.get(field) for field in _DATA_FIELDS
+      if getattr(config, field) is None and first.get(field) is not None})
 
 
 def resolve(config: config_lib.RunConfig) -> RunPlan:
@@ -121,11 +170,13 @@ def resolve(config: config_lib.RunConfig) -> RunPlan:
         weights=os.path.abspath(os.path.join(config.workdir,
                                              manifest["backbone"])),
         export_image_size=manifest["export_image_size"])
+    config = _inherit_data_fields(config)
     arch = models.get_architecture(config.model)
   tasks = _new_tasks(config, arch)
   if manifest is not None:
     tasks = _earlier_tasks(config, manifest, tasks) + tasks
   checks.check_task_names([t.name for t in tasks])
+  _check_data_fields(config, tasks)
   config = _fill_defaults(config, tasks)
   run_dir = config.workdir
   if config.sequential:
@@ -139,17 +190,17 @@ def resolve(config: config_lib.RunConfig) -> RunPlan:
 def _new_tasks(config, arch) -> list:
   """The tasks this run trains, with their datasets and sizes."""
   if config.dataset and not config.resolutions:
-    info = data.get_dataset_info(config.dataset)
+    info = dataset_info(config, config.dataset)
     size = config.image_size or data.default_image_size(info, arch.name)
     return [TaskPlan(config.task or default_task_name(config.dataset), info, size)]
   if config.resolutions:
-    info = data.get_dataset_info(config.dataset)
+    info = dataset_info(config, config.dataset)
     stem = default_task_name(config.dataset)
     return [TaskPlan(f"{stem}@{size}", info, int(size))
             for size in config.resolutions]
   plans = []
   for index, dataset in enumerate(config.tasks):
-    info = data.get_dataset_info(dataset)
+    info = dataset_info(config, dataset)
     name = (config.task_names[index] if config.task_names
             else default_task_name(dataset))
     if config.image_sizes:
@@ -169,7 +220,7 @@ def _earlier_tasks(config, manifest, new_tasks) -> list:
     raise workdir_lib.WorkdirMismatchError(
         f"Workdir {config.workdir!r} already has tasks {clash}: pass other "
         "task_names (--task_names).")
-  return [TaskPlan(e["name"], data.get_dataset_info(e["dataset"]),
+  return [TaskPlan(e["name"], dataset_info(config, e["dataset"]),
                    int(e["image_size"]), trained=False,
                    patch_file=os.path.join(config.workdir, e["patch_file"]))
           for e in earlier]
@@ -187,6 +238,10 @@ def _fill_defaults(config, tasks) -> config_lib.RunConfig:
       config = config.replace(export_image_size=max(t.image_size for t in tasks))
   if config.epsilon is None:
     config = config.replace(epsilon=1.0 if config.optimizer == "rmsprop" else 1e-7)
+  fractions = [t.dataset.eval_fraction for t in tasks
+               if t.dataset.eval_fraction is not None]
+  if config.eval_fraction is None and fractions:
+    config = config.replace(eval_fraction=fractions[0])
   if config.train_steps is None and config.train_epochs is None:
     config = config.replace(train_epochs=config_lib.DEFAULT_TRAIN_EPOCHS)
   return config.replace(
@@ -200,4 +255,6 @@ def check_config(config: config_lib.RunConfig) -> None:
   """
   checks.check_experiment(config, checks.check_fields(config))
   arch = models.get_architecture(config.model)
-  checks.check_task_names([t.name for t in _new_tasks(config, arch)])
+  tasks = _new_tasks(config, arch)
+  checks.check_task_names([t.name for t in tasks])
+  _check_data_fields(config, tasks)

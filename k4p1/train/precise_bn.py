@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from k4p1 import data
 from k4p1 import patches
+from k4p1 import tracing
 from k4p1.patches import layers as patch_layers
 from k4p1.train import fused_batch_norm
 
@@ -209,14 +210,12 @@ class PreciseBatchNorm:
       return tf.nest.pack_sequence_as(
           totals, [t + tf.reshape(p, t.shape) for t, p in zip(flat, parts)])
 
-    @tf.function
     def run_pass(dataset):
       totals, batches = zeros(), tf.constant(0, tf.int64)
       for batch in dataset:
         totals, batches = add(totals, batch), batches + 1
       return totals, batches
 
-    @tf.function
     def run_limited_pass(dataset):
       # A DistributedDataset has no `take`, and its loops cannot `break`.
       totals, batches = zeros(), tf.constant(0, tf.int64)
@@ -229,6 +228,8 @@ class PreciseBatchNorm:
             lambda: (totals, batches))  # pylint: disable=cell-var-from-loop
       return totals, batches
 
+    run_pass = tracing.model_function(run_pass)
+    run_limited_pass = tracing.model_function(run_limited_pass)
     self._traced += [run_pass, run_limited_pass]
 
     def run(dataset):

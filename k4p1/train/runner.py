@@ -238,9 +238,10 @@ class _Run:
     if earlier and outputs.digest(earlier) != before:
       raise RuntimeError("An earlier task's variables changed during sequential "
                          "training: its outputs would not be bit-identical.")
+    # Each worker of a cluster logs it: equal digests, equal weights everywhere.
+    log = logging.info if config.strategy == "multi_worker" else logging.debug
     for task, model in zip(plan.tasks, self.models.task_models):
-      # Every worker logs it: equal digests mean equal weights everywhere.
-      logging.info("Weights digest of %s: %s", task.name, outputs.digest([model]))
+      log("Weights digest of %s: %s", task.name, outputs.digest([model]))
     return self._finish(result, began)
 
   def _finish(self, result: loop.LoopResult, began: float) -> dict:
@@ -267,13 +268,12 @@ class _Run:
       results["base_workdir"] = os.path.abspath(config.workdir)
     if self.chief:
       results.update(outputs.write_artefacts(plan, self.models))
-    for name, task in results["tasks"].items():
-      logging.info("%s: accuracy %.4f on %d examples.", name, task["accuracy"],
-                   task["examples"])
     results["wall_s"] = time.time() - began
     if self.chief:
       workdir_lib.write_json_atomic(workdir_lib.results_path(plan.run_dir),
                                     results)
+      logging.info("%s done in %.0f s: %s.", plan.experiment, results["wall_s"],
+                   workdir_lib.results_path(plan.run_dir))
     else:
       self.state.checkpoint.remove_scratch()
     self.writer.close()

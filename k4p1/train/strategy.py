@@ -130,8 +130,8 @@ def build_strategy(name: str,
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     strategy = tf.distribute.TPUStrategy(resolver)
-  logging.info("Strategy %s: %s with %d replica(s).", name,
-               type(strategy).__name__, strategy.num_replicas_in_sync)
+  logging.debug("Strategy %s: %s with %d replica(s).", name,
+                type(strategy).__name__, strategy.num_replicas_in_sync)
   return strategy
 
 

