@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from experiments import config_flags
 from experiments import multitask
@@ -288,20 +289,22 @@ def test_transfer_runs_on_a_folder_dataset(tmp_path):
 
 
 @pytest.mark.usefixtures("parsed_flags")
-def test_multitask_runs_a_folder_task_next_to_mnist5k(tmp_path):
+def test_multitask_runs_a_folder_task_next_to_a_tfds_task(tmp_path):
   root = tmp_path / "zoo"
   make_tree(root / "train", {"ant": 3, "bee": 3})
   make_tree(root / "test", {"ant": 2, "bee": 1})
   workdir = tmp_path / "run"
-  with flagsaver.flagsaver(workdir=str(workdir),
-                           tasks=[f"folder:{root}", "mnist5k:0-4"],
-                           image_sizes=["32", "32"], patch="scale_bias+logits",
-                           **TINY_RUN):
+  # TFDS's own testing idiom, as a user would write it: fake cifar10 records.
+  with tfds.testing.mock_data(num_examples=8), flagsaver.flagsaver(
+      workdir=str(workdir), tasks=[f"folder:{root}", "tfds:cifar10"],
+      image_sizes=["32", "32"], patch="scale_bias+logits", **TINY_RUN):
     multitask.main(["multitask"])
   results = json.loads((workdir / "results.json").read_text())
-  assert set(results["tasks"]) == {"folder_zoo", "mnist5k_0-4"}
+  assert set(results["tasks"]) == {"folder_zoo", "tfds_cifar10"}
   assert results["tasks"]["folder_zoo"]["num_classes"] == 2
   assert results["tasks"]["folder_zoo"]["examples"] == 3
-  assert results["tasks"]["mnist5k_0-4"]["examples"] == 500
+  assert results["tasks"]["tfds_cifar10"]["num_classes"] == 10
+  assert results["tasks"]["tfds_cifar10"]["examples"] == 8
+  assert results["task_steps"] == {"folder_zoo": 2, "tfds_cifar10": 2}
   config = json.loads((workdir / "config.json").read_text())["config"]
   assert config["eval_fraction"] is None  # The folder has its own split.
