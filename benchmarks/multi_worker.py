@@ -15,7 +15,6 @@ multi-worker path, not the speed-up of real hosts.
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import tempfile
 from absl import app
 from absl import flags
 
+import bench_util
 from k4p1 import atomic
 
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 96, "Input size (px).")
@@ -30,14 +30,6 @@ _STEPS = flags.DEFINE_integer("steps", 60, "Training steps of each run.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _PATCH = flags.DEFINE_string("patch", "scale_bias+logits", "Patch spec.")
 _OUTPUT = flags.DEFINE_string("output", "multi_worker.json", "JSON result path.")
-
-
-def _cpu() -> str:
-  with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  return platform.processor()
 
 
 def _run(command: list, workdir: str) -> dict:
@@ -62,7 +54,9 @@ def main(argv):
                 "--", *flags_, f"--workdir={root}/multi"], f"{root}/multi")
   rows = {"one_process": single, "two_workers": multi}
   report = {
-      "cpu": _cpu(), "cores": os.cpu_count(), "image_size": _IMAGE_SIZE.value,
+      "cpu": bench_util.cpu_model(),
+      "vector_extensions": bench_util.vector_extensions(),
+      "cores": os.cpu_count(), "image_size": _IMAGE_SIZE.value,
       "global_batch": _BATCH.value, "steps": _STEPS.value, "patch": _PATCH.value,
       "command": " ".join(["python", "benchmarks/multi_worker.py"] + sys.argv[1:]),
       "images_per_sec": {k: r["images_per_sec"] for k, r in rows.items()},

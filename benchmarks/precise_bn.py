@@ -18,7 +18,6 @@ default PreciseBN (200 batches) costs in seconds and in training steps.
 
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -26,6 +25,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+import bench_util
 from k4p1 import atomic  # Standard library only: the parent stays TF-free.
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["224", "96"], "Input sizes (px).")
@@ -33,28 +33,6 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _BATCHES = flags.DEFINE_integer("batches", 8, "Batches per timed pass.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed passes per regime (median).")
 _OUTPUT = flags.DEFINE_string("output", "precise_bn.json", "JSON result path.")
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
-def vector_extensions() -> list:
-  try:
-    with open("/proc/cpuinfo") as f:
-      flags_line = next(l for l in f if l.startswith("flags"))
-  except (OSError, StopIteration):
-    return []
-  present = set(flags_line.split(":", 1)[1].split())
-  return [x for x in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-          if x in present]
 
 
 def measure(size: int) -> dict:
@@ -125,7 +103,8 @@ def measure(size: int) -> dict:
 def main(argv):
   del argv
   results = [measure(int(s)) for s in _IMAGE_SIZES.value]
-  print(f"CPU: {cpu_model()} ({', '.join(vector_extensions())}), "
+  print(f"CPU: {bench_util.cpu_model()} "
+        f"({', '.join(bench_util.vector_extensions())}), "
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
   print("| px | inference img/s | PreciseBN img/s | train step img/s | "
         "PreciseBN / inference | first call s | 200 batches s (= train steps) |")
@@ -137,7 +116,8 @@ def main(argv):
           f"{r['precise_bn_vs_inference']:.2f} | {r['first_call_s']:.1f} | "
           f"{r['default_200_batches_s']:.0f} "
           f"(= {r['default_200_batches_in_train_steps']:.0f}) |")
-  payload = {"cpu": cpu_model(), "vector_extensions": vector_extensions(),
+  payload = {"cpu": bench_util.cpu_model(),
+             "vector_extensions": bench_util.vector_extensions(),
              "cores": os.cpu_count(), "load_average": os.getloadavg(),
              "batch_size": _BATCH_SIZE.value, "batches": _BATCHES.value,
              "results": results}

@@ -290,6 +290,7 @@ def _report(results, load_before, began) -> dict:
       "wall_s": time.time() - began,
       "results": results,
       "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                  "cpu": bench_util.cpu_description(),
                   "tensorflow": tf.__version__, "keras": keras.__version__,
                   "k4p1": k4p1.__version__},
   }
@@ -311,6 +312,9 @@ def main(argv):
     atomic.write_text_atomic(
         _OUTPUT.value,
         json.dumps(_report(results, load_before, began), indent=2))
+  cpu = bench_util.cpu_description()
+  print(f"CPU: {cpu['model']}, {cpu['cores']} cores, "
+        f"{' '.join(cpu['vector_extensions']) or 'no AVX'}")
   print(f"load average before {load_before[0]:.2f}, after "
         f"{os.getloadavg()[0]:.2f}; fused_batch_norm={_FUSED_BN.value}")
   print("| px | regime | trained params | images/sec (median) | best | "
