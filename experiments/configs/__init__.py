@@ -20,6 +20,7 @@ import os
 import pkgutil
 import re
 
+from k4p1 import data
 from k4p1.train import checks
 from k4p1.train import config as config_lib
 
@@ -181,7 +182,7 @@ def _format_number(value) -> str:
 
 def _short_name(dataset: str) -> str:
   """A folder dataset by its task name ("folder_photos"), not its whole path."""
-  if dataset.startswith("folder:"):
+  if dataset.startswith(data.FOLDER_PREFIX):
     return checks.default_task_name(dataset)
   return dataset
 
