@@ -31,6 +31,8 @@ _KIND_TARGETS = {
     "scale": "BatchNormalization gammas",
     "bias": "BatchNormalization betas",
     "depthwise": "DepthwiseConv2D kernels",
+    "taps": ("every Conv2D and DepthwiseConv2D kernel: a gated per-task "
+             "residual where the task's learned gate opens"),
     "full": "every layer (an independent fine-tuned copy)",
 }
 PATCH_KINDS = tuple(_KIND_TARGETS)

@@ -32,6 +32,8 @@ def test_mobilenet_v2_counts_are_the_papers(mobilenet_v2_224):
       "scale": {"layers": 52, "trainable": 17_056},
       "bias": {"layers": 52, "trainable": 17_056},
       "depthwise": {"layers": 17, "trainable": 64_224},
+      # 35 Conv2D + 17 DepthwiseConv2D kernels (2,189,760) and 52 scores.
+      "taps": {"layers": 52, "trainable": 2_189_812},
   }
   head = keras.layers.Dense(10)
   only_sb = patches.apply_patch(base, "scale_bias", task="sb", head=head)

@@ -9,7 +9,6 @@ export against the per-task models, and a sequential addition.
 
 import hashlib
 import json
-import os
 import shutil
 
 from absl import flags
@@ -24,6 +23,7 @@ from experiments import multitask
 from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
+from helpers.summaries import event_tags
 
 FLAGS = flags.FLAGS
 NUM_EXAMPLES = 6
@@ -68,14 +68,6 @@ def base_arrays(path):
 
 def sha(path):
   return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
-def event_tags(logdir):
-  tags = set()
-  for name in tf.io.gfile.listdir(logdir):
-    for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, name)):
-      tags.update(value.tag for value in event.summary.value)
-  return tags
 
 
 def bn_arrays_moved(patch_file, base):

@@ -258,7 +258,7 @@ def test_bad_specs_name_the_kind_and_the_choices(text, fragment):
   with pytest.raises(ValueError) as e:
     patches.PatchSpec.parse(text)
   assert fragment in str(e.value)
-  assert "valid kinds: logits, scale_bias, scale, bias, depthwise, full" in str(e.value)
+  assert "valid kinds: logits, scale_bias, scale, bias, depthwise, taps, full" in str(e.value)
 
 
 def test_kind_matching_no_layer_names_kind_model_and_choices():

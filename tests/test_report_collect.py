@@ -69,6 +69,15 @@ def test_missing_optional_keys_are_none(tmp_path):
     (lambda d: d["config"].update(learning_rate="fast"), "config['learning_rate'] must be"),
     (lambda d: d.update(system_params="many"), "'system_params' must be an integer"),
     (lambda d: d.update(image_size=True), "'image_size' must be an integer"),
+    (lambda d: d["params"].update(patch_stored=-1), "params['patch_stored'] must be a non-neg"),
+    (lambda d: d["tasks"]["cifar10"].update(taps=[1]), "tasks['cifar10']['taps'] must be an obj"),
+    (lambda d: d["tasks"]["cifar10"].update(taps={"gated_layers": 3}),
+     "tasks['cifar10']['taps']['open_layers'] must be a non-negative integer"),
+    (lambda d: d["tasks"]["cifar10"].update(taps={"gated_layers": 3, "open_layers": 4}),
+     "open_layers 4 > gated_layers 3"),
+    (lambda d: d["tasks"]["cifar10"].update(taps={
+        "gated_layers": 3, "open_layers": 1, "by_layer_class": {"Conv2D": {"gated": 3}}}),
+     "tasks['cifar10']['taps']['by_layer_class']['Conv2D']['open'] must be"),
 ])
 def test_malformed_results_name_the_file_and_key(tmp_path, mutate, message):
   testing.write_run(tmp_path / "good")
@@ -93,7 +102,8 @@ def test_unreadable_json_names_the_file(tmp_path, content):
 @pytest.mark.parametrize("spec", [
     "logits", "scale_bias+logits", "logits+scale_bias", "scale+bias+logits", "bias+logits",
     "scale+logits", "depthwise+logits", "scale_bias+depthwise+logits", "depthwise+bias",
-    "full", "full+logits", "scale_bias"])
+    "full", "full+logits", "scale_bias", "taps+scale_bias+logits", "taps+logits", "taps",
+    "scale+bias+taps"])
 def test_patch_kinds_agree_with_patch_spec(spec):
   spec_module = pytest.importorskip("k4p1.patches.spec")
   parsed = spec_module.PatchSpec.parse(spec)
@@ -116,3 +126,19 @@ def test_load_run_defaults_workdir_to_dot(tmp_path):
   assert run.workdir == "."
   assert run.patch == "full"
   assert json.loads(path.read_text())["patch"] == "full"
+
+
+def test_taps_summary_is_parsed_per_task(tmp_path):
+  data = testing.results_dict(patch="taps+scale_bias+logits", tasks={"a": 0.5, "b": 0.6})
+  data["tasks"]["a"]["taps"] = {
+      "gated_layers": 52, "open_layers": 12, "open_fraction": 12 / 52, "gated_params": 9,
+      "by_layer_class": {"Conv2D": {"gated": 35, "open": 8},
+                         "DepthwiseConv2D": {"gated": 17, "open": 4}},
+      "open": ["Conv1"], "scores": {"Conv1": 0.5}}
+  testing.write_run(tmp_path / "r", data)
+  (run,) = collect.collect_runs(tmp_path)
+  assert run.patch_kinds == frozenset({"logits", "scale_bias", "taps"})
+  assert collect.canonical_patch(run.patch_kinds) == "logits+scale_bias+taps"
+  assert run.tasks["a"].taps == collect.TapsSummary(
+      52, 12, {"Conv2D": (35, 8), "DepthwiseConv2D": (17, 4)})
+  assert run.tasks["b"].taps is None

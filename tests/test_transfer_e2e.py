@@ -11,12 +11,12 @@ from absl import flags
 from absl.testing import flagsaver
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from experiments import config_flags
 from experiments import transfer
 from k4p1 import patches
+from helpers.summaries import event_tags
 
 FLAGS = flags.FLAGS
 NUM_EXAMPLES = 6
@@ -27,14 +27,6 @@ SPECS = ("logits", "scale_bias+logits", "scale+logits", "bias+logits",
 
 
 pytestmark = pytest.mark.usefixtures("parsed_flags")
-
-
-def event_tags(logdir):
-  tags = set()
-  for name in tf.io.gfile.listdir(logdir):
-    for event in tf.compat.v1.train.summary_iterator(os.path.join(logdir, name)):
-      tags.update(value.tag for value in event.summary.value)
-  return tags
 
 
 @pytest.mark.parametrize("spec", SPECS)

@@ -27,6 +27,9 @@ from k4p1.patches.litert import LiteRTModel
 from k4p1.patches.litert import QUANTIZATIONS as TFLITE_QUANTIZATIONS
 from k4p1.patches.litert import read_metadata as read_tflite_metadata
 from k4p1.patches.litert import run as run_tflite
+from k4p1.patches.gates import bake as bake_taps
+from k4p1.patches.gates import summary as taps_summary
+from k4p1.patches.taps import GatedConv
 from k4p1.patches.spec import KIND_TARGETS
 from k4p1.patches.spec import KINDS
 from k4p1.patches.spec import PatchSpec

@@ -23,6 +23,7 @@ import keras
 
 from k4p1.patches import layers as patch_layers
 from k4p1.patches import spec as spec_lib
+from k4p1.patches import taps as taps_lib
 
 BN_STATS = ("task", "frozen")
 HEAD_KEY = "logits"  # Key of a task's own head in patch files.
@@ -49,6 +50,7 @@ class PatchInfo:
       layers were last set: {"method": "moving_average"} (training's
       exponential averages) or {"method": "precise_bn", ...} (population
       statistics, `k4p1.train.precise_bn`). Saved in spec.json.
+    taps_threshold: the gate threshold of `taps` layers (None without them).
   """
   spec: spec_lib.PatchSpec
   task: str
@@ -62,6 +64,7 @@ class PatchInfo:
   head_is_patch: bool
   bn_statistics: dict = dataclasses.field(
       default_factory=lambda: {"method": "moving_average"})
+  taps_threshold: float | None = None
 
 
 # The attribute of a task model that holds its `PatchInfo`. Set with
@@ -72,7 +75,8 @@ class PatchInfo:
 _INFO_ATTRIBUTE = "_k4p1_patch_info"
 
 
-def _attach_info(task_model: keras.Model, info: PatchInfo) -> None:
+def attach_info(task_model: keras.Model, info: PatchInfo) -> None:
+  """Attaches `info` to `task_model` (see `_INFO_ATTRIBUTE`)."""
   object.__setattr__(task_model, _INFO_ATTRIBUTE, info)
 
 
@@ -199,7 +203,8 @@ def apply_patch(base: keras.Model,
                 num_classes: int | None = None,
                 head: keras.layers.Layer | None = None,
                 bn_stats: str = "task",
-                add_missing_scales: bool = False) -> keras.Model:
+                add_missing_scales: bool = False,
+                taps_threshold: float = taps_lib.THRESHOLD) -> keras.Model:
   """Builds a task model that shares every non-patch variable with `base`.
 
   Side effect: every layer of `base` that the task shares gets
@@ -219,6 +224,7 @@ def apply_patch(base: keras.Model,
       re-estimated in training; `"frozen"`: they keep the base's statistics.
     add_missing_scales: give scale-less BN layers (InceptionV3) gammas
       initialised to 1, so `scale_bias` and `scale` can train them.
+    taps_threshold: `taps` gates open where a layer's score is >= this.
 
   Returns:
     A `keras.Model` mapping the base's inputs to logits. Right after
@@ -230,6 +236,12 @@ def apply_patch(base: keras.Model,
   """
   spec = spec_lib.PatchSpec.parse(spec)
   _validate(task, num_classes, head, spec, bn_stats)
+  if spec.is_taps and not 0.0 <= taps_threshold < taps_lib.SCORE_INIT:
+    raise ValueError(
+        f"taps_threshold={taps_threshold!r} is invalid: it must be in [0, "
+        f"{taps_lib.SCORE_INIT}), below the scores' initial value, or every "
+        "gate starts closed and never opens (a closed residual gets no "
+        "gradient).")
   if len(base.outputs) != 1 or len(base.outputs[0].shape) != 2:
     raise ValueError(
         f"Base model {base.name!r} must output one feature vector [batch, "
@@ -242,20 +254,29 @@ def apply_patch(base: keras.Model,
   def clone_function(layer):
     if id(layer) not in target_ids:
       return layer  # Shared by identity.
-    copy = _rebuild(layer, task, bn_stats, add_missing_scales)
+    if spec.is_taps and isinstance(layer, taps_lib.GATED_CLASSES):
+      # Wraps the base layer: its kernel stays shared (and frozen).
+      copy = taps_lib.GatedConv(layer, taps_threshold, name=f"{layer.name}__{task}")
+    else:
+      copy = _rebuild(layer, task, bn_stats, add_missing_scales)
     copies[layer.name] = (layer, copy)
     return copy
 
   features = keras.models.clone_model(base, clone_function=clone_function,
                                       recursive=True)
   for source, copy in copies.values():
+    if isinstance(copy, taps_lib.GatedConv):
+      continue  # Reads the base's variables; its own start at zero.
     _copy_weights(source, copy)
     if not spec.is_full and isinstance(copy, keras.layers.BatchNormalization):
       for variable in copy.trainable_weights:
         if variable.name not in spec.bn_variables:
           variable.trainable = False  # E.g. `scale` alone freezes beta.
 
-  shared = [l for l in leaf_layers(base) if id(l) not in target_ids]
+  gated_bases = {id(s) for s, c in copies.values()
+                 if isinstance(c, taps_lib.GatedConv)}
+  shared = [l for l in leaf_layers(base)
+            if id(l) not in target_ids or id(l) in gated_bases]
   for layer in shared:
     layer.trainable = False
   head_is_patch = head is None
@@ -267,8 +288,9 @@ def apply_patch(base: keras.Model,
       spec=spec, task=task, num_classes=int(head.units),
       bn_stats=bn_stats, add_missing_scales=add_missing_scales, base=base,
       patch_layers={name: copy for name, (_, copy) in copies.items()},
-      shared_layers=shared, head=head, head_is_patch=head_is_patch)
-  _attach_info(model, info)
+      shared_layers=shared, head=head, head_is_patch=head_is_patch,
+      taps_threshold=float(taps_threshold) if spec.is_taps else None)
+  attach_info(model, info)
   return model
 
 
@@ -333,12 +355,14 @@ def count_params(task_model: keras.Model) -> dict:
   Returns:
     A dict with `patch_trainable` (what training updates), `patch_stored`
     (what the patch file holds: adds the task's BN statistics and variables
-    frozen per variable), `shared` (the base's variables the task reuses) and
-    `total` (`patch_stored + shared`).
+    frozen per variable, and leaves out the residuals of closed `taps`
+    gates), `shared` (the base's variables the task reuses) and `total`
+    (`patch_stored + shared`).
   """
-  own = patch_variables(task_model)
-  trainable = sum(int(v.numpy().size) for v in own if v.trainable)
-  stored = sum(int(v.numpy().size) for v in own)
+  own = named_patch_variables(task_model)
+  closed = taps_lib.closed_residual_keys(patch_info(task_model).patch_layers)
+  trainable = sum(int(v.numpy().size) for v in own.values() if v.trainable)
+  stored = sum(int(v.numpy().size) for k, v in own.items() if k not in closed)
   shared = sum(int(v.numpy().size) for v in shared_variables(task_model))
   return {"patch_trainable": trainable, "patch_stored": stored,
           "shared": shared, "total": stored + shared}
@@ -359,6 +383,10 @@ def describe_targets(base: keras.Model, add_missing_scales: bool = False) -> dic
     except ValueError:
       continue
     variables = spec_lib.KIND_TARGETS[kind].variables
+    if kind == "taps":  # A residual per kernel, and a score, per layer.
+      table[kind] = {"layers": len(layers), "trainable": sum(
+          int(l.kernel.numpy().size) + 1 for l in layers)}
+      continue
     # By variable name, not `trainable_weights`: the base may already be frozen.
     trainable = sum(
         int(v.numpy().size) for l in layers for v in l.weights

@@ -10,6 +10,10 @@ The fingerprint is a sha256 over (layer name, variable name, shape, dtype,
 little-endian bytes) of every base variable the task shares, so a patch
 refuses to load onto a base with other weights. For `full` patches, which
 share nothing, it covers the architecture (names, shapes, dtypes) only.
+
+`taps` patches store the residual (`<layer>/delta`) of open gates only: a
+closed layer computes exactly the base's convolution, so loading sets its
+residual to zeros (`omitted_closed_residuals` in spec.json lists them).
 """
 
 import hashlib
@@ -24,6 +28,7 @@ import numpy as np
 import k4p1
 from k4p1 import atomic
 from k4p1.patches import inject
+from k4p1.patches import gates
 
 # Kept under this name for callers of k4p1.patches.atomic_write_bytes.
 atomic_write_bytes = atomic.write_bytes_atomic
@@ -83,6 +88,8 @@ def _spec_json(task_model, arrays) -> dict:
       "bn_statistics": info.bn_statistics,
       "add_missing_scales": info.add_missing_scales,
       "has_head": info.head_is_patch,
+      "taps_threshold": info.taps_threshold,
+      "omitted_closed_residuals": sorted(gates.closed_delta_keys(task_model)),
       "fingerprint_scope": "architecture" if info.spec.is_full else "weights",
       "base_fingerprint": fingerprint(task_model),
       "variables": {k: [list(a.shape), str(a.dtype)] for k, a in arrays.items()},
@@ -95,7 +102,9 @@ def save_patch(task_model, path: str) -> None:
   Raises:
     ValueError: `task_model` was not made by `apply_patch`.
   """
-  arrays = {k: v.numpy() for k, v in inject.named_patch_variables(task_model).items()}
+  closed = gates.closed_delta_keys(task_model)  # Exactly the base: not stored.
+  arrays = {k: v.numpy() for k, v in inject.named_patch_variables(task_model).items()
+            if k not in closed}
   spec = _spec_json(task_model, arrays)
   buffer = io.BytesIO()
   with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -195,7 +204,9 @@ def load_patch(base, path: str, strict: bool = True, head=None):
         base, spec["spec"], task=spec["task"],
         num_classes=spec["num_classes"] if spec["has_head"] else None,
         head=None if spec["has_head"] else head, bn_stats=spec["bn_stats"],
-        add_missing_scales=spec["add_missing_scales"])
+        add_missing_scales=spec["add_missing_scales"],
+        **({"taps_threshold": spec["taps_threshold"]}
+           if spec.get("taps_threshold") is not None else {}))
   except KeyError as e:
     raise PatchFileError(f"{path!r}: spec.json lacks the field {e}.") from e
   except ValueError as e:
@@ -205,7 +216,8 @@ def load_patch(base, path: str, strict: bool = True, head=None):
         f"{base.name!r}: {e}") from e
 
   variables = inject.named_patch_variables(task_model)
-  missing = sorted(set(variables) - set(arrays))
+  omitted = set(spec.get("omitted_closed_residuals", ()))
+  missing = sorted(set(variables) - set(arrays) - omitted)
   unexpected = sorted(set(arrays) - set(variables))
   wrong = sorted(k for k in set(variables) & set(arrays)
                  if tuple(variables[k].shape) != arrays[k].shape)
@@ -228,7 +240,13 @@ def load_patch(base, path: str, strict: bool = True, head=None):
     from absl import logging  # pylint: disable=g-import-not-at-top
     logging.warning("%s", message)
   for key, variable in variables.items():
-    variable.assign(arrays[key].astype(variable.dtype))
+    if key in arrays:
+      variable.assign(arrays[key].astype(variable.dtype))
+    else:  # A closed TAPS residual: the layer is exactly the base.
+      variable.assign(np.zeros(variable.shape, variable.dtype))
+  if gates.closed_delta_keys(task_model) != omitted:
+    raise PatchFileError(f"{path!r} is inconsistent: the residuals it omits "
+                         "are not those of its closed TAPS gates.")
   inject.set_bn_statistics(task_model, spec.get("bn_statistics",
                                                 {"method": "moving_average"}))
   return task_model

@@ -9,22 +9,19 @@ One signature, `serve`: `images` [B, H, W, 3] float32 (preprocessed as for
 the Keras model) -> `logits` [B, classes]. A K-task file also takes
 `task_id`, an int32 scalar (one task per call); its logits are padded with
 `PAD_LOGIT` to the largest class count (`run` cuts them back). A JSON record
-(`read_metadata`) holds the task names in task-id order, class counts, input
-size and quantization.
+(`read_metadata`) holds task names (task-id order), classes, size, quantization.
 
 Why a task-id input, not one signature per task: the converter folds each
-BN into the convolution before it, so with BN patches each signature gets its
-own copy of every kernel (2 tasks: 2.0x the 1-task file). Here each patched
-variable is stacked over the tasks ([K, ...]) and `tf.gather`ed by `task_id`:
-a gathered BN affine cannot be folded into the shared kernels, which are
-stored once. (`tf.switch_case` does not convert: variables in branches.)
+BN into the convolution before it, so each signature would get its own copy
+of every kernel (2 tasks: 2.0x the 1-task file). Here each patched variable
+is stacked over the tasks ([K, ...]) and `tf.gather`ed by `task_id`, and the
+shared kernels are stored once (`tf.switch_case` does not convert).
 
-Quantization (post-training, `QUANTIZATIONS`): "float16" weights;
-"dynamic_int8": int8 weights, activations quantized on the fly; "int8":
-activations too, ranges calibrated on `representative_images` (float32 in
-and out). "int8" is refused for K-task files: unfolded BN scales and gathered
-kernels get per-tensor int8 ranges (benchmarks/litert_size.py: near chance).
-"""
+Quantization (`QUANTIZATIONS`): "float16" weights; "dynamic_int8": int8
+weights; "int8": activations too, calibrated on `representative_images`;
+refused for K-task files (benchmarks/litert_size.py: near chance). TAPS
+patches are exported baked (`gates.bake`): each open gate's residual is added
+into its kernel."""
 
 import json
 import os
@@ -41,6 +38,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 from k4p1 import atomic
 from k4p1.patches import inject
 from k4p1.patches import serving
+from k4p1.patches import gates
 
 QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
 SIGNATURE, FORMAT = "serve", "k4p1.litert/1"
@@ -68,6 +66,7 @@ def export_task(task_model, path: str, quantization: str = "none",
   Raises:
     ValueError: bad quantization or images, a model not from `apply_patch`.
   """
+  task_model = gates.bake(task_model)  # TAPS gates folded into the kernels.
   info = inject.patch_info(task_model)
   size = _served_size([task_model], image_size)
   if representative_images is not None:
@@ -102,6 +101,7 @@ def export_multitask(task_models, path: str, quantization: str = "none",
   """
   if not task_models:
     raise ValueError("export_multitask needs at least one task model.")
+  task_models = [gates.bake(m) for m in task_models]
   infos = [inject.patch_info(m) for m in task_models]
   bases = {id(info.base) for info in infos}
   if len(bases) != 1:

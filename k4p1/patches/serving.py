@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from k4p1 import atomic
 from k4p1.patches import inject
+from k4p1.patches import gates
 
 # Finite so that softmax and cross-entropy stay NaN-free; exp(-1e9) is 0.
 PAD_LOGIT = -1e9
@@ -80,6 +81,7 @@ def export_multitask(task_models, path: str, image_size=None) -> None:
   if not task_models:
     raise ValueError("export_multitask needs at least one task model.")
   infos = [inject.patch_info(m) for m in task_models]  # Validates every model.
+  task_models = [gates.bake(m) for m in task_models]  # Gates into the kernels.
   height, width = image_size or _input_size(task_models[0])
   if height is None or width is None:
     raise ValueError("The task models take any input size: pass image_size=(h, w).")

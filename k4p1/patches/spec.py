@@ -12,7 +12,7 @@ import difflib
 import keras
 
 # Canonical order, used for printing specs and in tables.
-KINDS = ("logits", "scale_bias", "scale", "bias", "depthwise", "full")
+KINDS = ("logits", "scale_bias", "scale", "bias", "depthwise", "taps", "full")
 _BN = keras.layers.BatchNormalization
 _DW = keras.layers.DepthwiseConv2D
 
@@ -42,6 +42,10 @@ KIND_TARGETS = {
     "bias": KindTarget((_BN,), ("beta",),
                        "BatchNormalization betas (+ the task's own moving statistics)"),
     "depthwise": KindTarget((_DW,), None, "DepthwiseConv2D kernels (and biases, if any)"),
+    "taps": KindTarget((keras.layers.Conv2D, _DW), ("delta", "score"),
+                       "every convolution (Conv2D and DepthwiseConv2D): a gated "
+                       "per-task kernel residual, kept where its learned gate "
+                       "opens (TAPS)"),
     "full": KindTarget((), None, "every layer: an independent fine-tuned copy with its own head"),
 }
 BN_KINDS = frozenset({"scale_bias", "scale", "bias"})
@@ -87,6 +91,11 @@ class PatchSpec:
           f"Patch spec {text!r} combines 'full' with "
           f"{sorted(kinds - {'full', 'logits'})}, which 'full' already trains; "
           f"use 'full' alone. {_valid_choices()}.")
+    if {"taps", "depthwise"} <= kinds:
+      raise ValueError(
+          f"Patch spec {text!r} combines 'taps' with 'depthwise': 'taps' "
+          "already gives every DepthwiseConv2D kernel a gated residual; use "
+          f"one of them. {_valid_choices()}.")
     if {"scale", "bias"} <= kinds or "scale_bias" in kinds:
       kinds -= {"scale", "bias"}
       kinds.add("scale_bias")
@@ -109,6 +118,10 @@ class PatchSpec:
   @property
   def is_full(self) -> bool:
     return "full" in self.kinds
+
+  @property
+  def is_taps(self) -> bool:
+    return "taps" in self.kinds
 
   @property
   def patches_bn(self) -> bool:

@@ -23,11 +23,29 @@ class ResultsFileError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class TapsSummary:
+  """A TAPS task's gates after training (results.json `tasks[<task>]["taps"]`).
+
+  Attributes:
+    gated_layers: convolutions with a gate.
+    open_layers: those whose gate is open (their residual is kept).
+    by_layer_class: layer class ("Conv2D", "DepthwiseConv2D") -> (gated, open).
+  """
+  gated_layers: int
+  open_layers: int
+  by_layer_class: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskResult:
-  """One task's evaluation in a run. `accuracy` is a fraction in [0, 1]."""
+  """One task's evaluation in a run. `accuracy` is a fraction in [0, 1].
+
+  `taps` is the task's TAPS gate summary; None unless the patch has "taps".
+  """
   accuracy: float
   num_classes: int | None = None
   examples: int | None = None
+  taps: TapsSummary | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +98,7 @@ class RunResult:
 # k4p1.patches.PatchSpec's printing order. The report mirrors PatchSpec's
 # normalisation instead of importing it, so that it never needs TensorFlow
 # (tests/test_report_collect.py checks that the two agree).
-KIND_ORDER = ("logits", "scale_bias", "scale", "bias", "depthwise", "full")
+KIND_ORDER = ("logits", "scale_bias", "scale", "bias", "depthwise", "taps", "full")
 
 
 def patch_kinds(patch: str) -> frozenset[str]:
@@ -135,6 +153,36 @@ def _optional_int(path, data, key) -> int | None:
   return value
 
 
+def _count(path, where: str, data: dict, key: str) -> int:
+  value = data.get(key)
+  if not _is_int(value) or value < 0:
+    raise _fail(path, f"{where}[{key!r}] must be a non-negative integer, got {value!r}")
+  return value
+
+
+def _parse_taps(path: pathlib.Path, where: str, taps: Any) -> TapsSummary | None:
+  """A task's "taps" object as a TapsSummary (None when absent)."""
+  if taps is None:
+    return None
+  if not isinstance(taps, dict):
+    raise _fail(path, f"{where} must be an object, got {taps!r}")
+  gated = _count(path, where, taps, "gated_layers")
+  opened = _count(path, where, taps, "open_layers")
+  if opened > gated:
+    raise _fail(path, f"{where}: open_layers {opened} > gated_layers {gated}")
+  classes = taps.get("by_layer_class", {})
+  if not isinstance(classes, dict):
+    raise _fail(path, f"{where}['by_layer_class'] must be an object, got {classes!r}")
+  by_class = {}
+  for name, counts in classes.items():
+    inner = f"{where}['by_layer_class'][{name!r}]"
+    if not isinstance(counts, dict):
+      raise _fail(path, f"{inner} must be an object, got {counts!r}")
+    by_class[str(name)] = (_count(path, inner, counts, "gated"),
+                           _count(path, inner, counts, "open"))
+  return TapsSummary(gated, opened, by_class)
+
+
 def _parse_tasks(path: pathlib.Path, tasks: Any) -> dict[str, TaskResult]:
   if not isinstance(tasks, dict) or not tasks:
     raise _fail(path, f"'tasks' must be a non-empty object {{task: {{'accuracy': ...}}}}, "
@@ -151,7 +199,8 @@ def _parse_tasks(path: pathlib.Path, tasks: Any) -> dict[str, TaskResult]:
       if task.get(key) is not None and not _is_int(task[key]):
         raise _fail(path, f"{where}[{key!r}] must be an integer, got {task[key]!r}")
     parsed[str(name)] = TaskResult(float(accuracy), task.get("num_classes"),
-                                   task.get("examples"))
+                                   task.get("examples"),
+                                   _parse_taps(path, f"{where}['taps']", task.get("taps")))
   return parsed
 
 
@@ -164,6 +213,9 @@ def _parse_params(path: pathlib.Path, params: Any) -> dict[str, int]:
                   f"got {params.get(key)!r}")
   if params["total"] == 0:
     raise _fail(path, "params['total'] is 0")
+  for key in ("patch_stored", "shared"):
+    if key in params and (not _is_int(params[key]) or params[key] < 0):
+      raise _fail(path, f"params[{key!r}] must be a non-negative integer, got {params[key]!r}")
   return dict(params)
 
 

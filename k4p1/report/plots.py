@@ -1,4 +1,4 @@
-"""PNG plots of the tables: accuracy vs trained parameters, accuracy vs learning rate.
+"""PNG plots of the tables: accuracy vs parameters, accuracy vs learning rate.
 
 Figures are `matplotlib.figure.Figure`s on an Agg canvas, never pyplot: no
 global backend switch (a user's notebook keeps its own), plotting works
@@ -15,6 +15,7 @@ from matplotlib.backends import backend_agg
 
 from k4p1 import atomic
 from k4p1.report import grids as grids_lib
+from k4p1.report import taps as taps_lib
 
 _MARKERS = "osD^vP*Xh<>p"
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -57,8 +58,9 @@ def plot_accuracy_vs_params(grid: grids_lib.Grid) -> figure_lib.Figure:
   dataset_handles = []
   for i, column in enumerate(grid.columns):
     color = _COLORS[i % len(_COLORS)]
-    points = sorted((_mean(cell.trained_params), cell.mean_pct, row, cell)
-                    for (row, col), cell in grid.cells.items() if col == column)
+    points = sorted(((_mean(cell.trained_params), cell.mean_pct, row, cell)
+                     for (row, col), cell in grid.cells.items() if col == column),
+                    key=lambda p: (p[0], p[1], p[2].sort_key()))
     if not points:
       continue
     # One line per setting group (e.g. bn_stats=task vs frozen): joining rows
@@ -130,10 +132,57 @@ def plot_accuracy_vs_learning_rate(grid: grids_lib.Grid) -> figure_lib.Figure:
   return fig
 
 
+def plot_taps(grid: grids_lib.Grid) -> figure_lib.Figure:
+  """Accuracy vs task-specific (stored) parameters (log x) of a TAPS grid.
+
+  One point per row (patch, TAPS lambda) at its runs' mean, with error bars of
+  ± one sample std of accuracy and of stored parameters over the runs (seeds);
+  the TAPS rows are joined by a dotted line in order of their parameters.
+
+  Args:
+    grid: a "taps" grid.
+
+  Returns:
+    The Figure; its axes hold one errorbar container per row with stored
+    parameters recorded, plus the one line joining the TAPS rows (if two or more).
+  """
+  fig = _new_figure((10, 5.5))
+  ax = fig.add_subplot()
+  markers = _row_styles(grid)
+  ((task, _),) = grid.columns
+  taps_points = []
+  for i, row in enumerate(grid.rows):
+    cell = grid.cells[(row, grid.columns[0])]
+    stats = taps_lib.cell_stats(cell, task)
+    if stats.stored_mean is None:
+      continue
+    ax.errorbar([stats.stored_mean], [cell.mean_pct], yerr=[cell.std_pct or 0.0],
+                xerr=[stats.stored_std or 0.0], marker=markers[row], markersize=8,
+                color=_COLORS[i % len(_COLORS)], capsize=4, linestyle="", label=row.label)
+    if taps_lib.TAPS_KIND in row.kinds:
+      taps_points.append((stats.stored_mean, cell.mean_pct))
+  if len(taps_points) > 1:
+    taps_points.sort()
+    ax.plot([x for x, _ in taps_points], [y for _, y in taps_points], ":", color="gray",
+            linewidth=1.2, zorder=1)
+  ax.set_xscale("log")
+  ax.set_xlabel("task-specific parameters kept (params.patch_stored, log scale)")
+  ax.set_ylabel("top-1 accuracy (%)")
+  ax.grid(True, which="both", alpha=0.3)
+  lr = grid.main_learning_rate
+  ax.set_title(f"TAPS vs fixed patches: {grid.model} on {grid.dataset}\n"
+               + (f"learning rate {lr:g}; " if lr is not None else "")
+               + "error bars: ± 1 std over runs", fontsize=11)
+  fig.legend(title="patch", loc="outside right upper", fontsize=9)
+  return fig
+
+
 def plot_grid(grid: grids_lib.Grid) -> figure_lib.Figure | None:
   """The grid's plot, or None for kinds that have none."""
   if grid.kind in ("transfer", "ssd_to_imagenet"):
     return plot_accuracy_vs_params(grid)
+  if grid.kind == "taps":
+    return plot_taps(grid)
   if grid.kind == "lr_sweep":
     return plot_accuracy_vs_learning_rate(grid)
   return None

@@ -58,7 +58,8 @@ def build_models(plan: plan_lib.RunPlan) -> RunModels:
     task_models.append(patches.apply_patch(
         base, plan.spec, task=task.model_name,
         num_classes=None if head is not None else task.num_classes, head=head,
-        bn_stats=config.bn_stats, add_missing_scales=config.add_missing_scales))
+        bn_stats=config.bn_stats, add_missing_scales=config.add_missing_scales,
+        taps_threshold=config.taps_threshold))
   if config.shared == "trained":
     patches.set_shared_trainable(task_models, True)
   return RunModels(base, task_models, head)
@@ -86,7 +87,9 @@ def system_params(task_models, base) -> dict:
   """
   unique, own = {}, set()
   for model in task_models:
-    for variable in model.weights:
+    # Not `model.weights`: a TAPS layer reads its base kernel without owning it.
+    for variable in (patches.shared_variables(model) +
+                     patches.patch_variables(model)):
       unique[id(variable)] = variable
     own.update(id(v) for v in patches.patch_variables(model))
   system = sum(_size(v) for v in unique.values())

@@ -100,11 +100,28 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
                         ("eval_every", 0), ("checkpoint_every", 0),
                         ("keep_checkpoints", 1), ("summary_every", 1)):
     check_int(name, getattr(config, name), minimum)
+  _check_taps(config, spec)
   performance.resolve_jit_compile(config.jit_compile)  # Raises with choices.
   if config.tpu_address and config.strategy != "tpu":
     raise ValueError(f"tpu_address={config.tpu_address!r} needs strategy "
                      f"'tpu', not {config.strategy!r}.")
   return spec
+
+
+def _check_taps(config, spec) -> None:
+  if config.taps_lambda < 0:
+    raise ValueError(f"taps_lambda must be >= 0, got {config.taps_lambda!r}.")
+  if config.taps_warmup_epochs is not None and config.taps_warmup_epochs < 0:
+    raise ValueError(f"taps_warmup_epochs must be >= 0, got "
+                     f"{config.taps_warmup_epochs!r}.")
+  if not 0.0 <= config.taps_threshold < patches.taps.SCORE_INIT:
+    raise ValueError(f"taps_threshold must be in [0, {patches.taps.SCORE_INIT})"
+                     f" (below the scores' initial value), got "
+                     f"{config.taps_threshold!r}.")
+  if spec.is_taps and config.shared == "trained":
+    raise ValueError("patch 'taps' adds residuals to a frozen shared kernel; "
+                     "shared='trained' would train that kernel too: use "
+                     "shared='frozen' with taps.")
 
 
 def check_experiment(config: config_lib.RunConfig,

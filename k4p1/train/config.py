@@ -42,7 +42,8 @@ IDENTITY_FIELDS = ("model", "weights", "alpha", "dataset", "task", "image_size",
                    "tasks", "task_names",
                    "image_sizes", "resolutions", "patch", "bn_stats",
                    "add_missing_scales", "shared", "task_sampling", "sequential",
-                   "pretrain", "eval_fraction", "image_key", "label_key")
+                   "pretrain", "eval_fraction", "image_key", "label_key",
+                   "taps_threshold")
 
 # A setting given on top of others (a flag over a config file, a table row
 # over its table's base) replaces the settings it excludes: --train_steps
@@ -84,7 +85,17 @@ class RunConfig:
       "imagenet", f"Backbone weights: {models.WEIGHTS_CHOICES}.")
   alpha: float = _field(1.0, "Width multiplier (MobileNets only).")
   patch: str = _field("scale_bias+logits", "Patch spec: kinds logits, "
-                      "scale_bias, scale, bias, depthwise, full joined by '+'.")
+                      "scale_bias, scale, bias, depthwise, taps, full joined "
+                      "by '+' (TAPS as published: taps+scale_bias+logits).")
+  taps_lambda: float = _field(
+      1.0, "taps: weight of the sparsity penalty lambda * mean |score| over "
+      "the gated layers (TAPS's default 1; larger keeps fewer layers).")
+  taps_warmup_epochs: Optional[float] = _field(
+      None, "taps: epochs before the sparsity penalty starts (default: TAPS's "
+      "2 epochs, or a tenth of the run if that is shorter).")
+  taps_threshold: float = _field(
+      0.1, "taps: a layer's residual is used where its score is >= this "
+      "(scores start at 0.15).")
   bn_stats: str = _field("task", "BN statistics of patch BN layers: task "
                          "(re-estimated) or frozen (the base's).")
   bn_momentum: Optional[float] = _field(

@@ -92,7 +92,8 @@ def make_train_step(strategy: tf.distribute.Strategy,
                     jit_compile=False,
                     fused_batch_norm: bool = True,
                     task_gradients: Optional[
-                        task_gradients_lib.TaskGradients] = None) -> Callable:
+                        task_gradients_lib.TaskGradients] = None,
+                    penalties: Optional[dict] = None) -> Callable:
   """Builds the distributed training step.
 
   Args:
@@ -111,11 +112,15 @@ def make_train_step(strategy: tf.distribute.Strategy,
       built with the same label smoothing and loss scaling, to share its
       traced model functions with other steps (e.g. one step per task when
       tasks are sampled); None: a new one.
+    penalties: {name: fn() -> scalar tensor} of data-independent loss terms
+      on `variables` (e.g. TAPS's sparsity penalty, `k4p1.train.taps`), added
+      to the objective like weight decay and returned as `penalty/<name>`.
 
   Returns:
     `train_step(iterators)`, taking one iterator per task and returning a dict
     of global sums: `<task>/loss_sum` (cross-entropy), `<task>/correct`,
-    `<task>/count`, and `weight_decay` (the penalty's value).
+    `<task>/count`, `weight_decay` (the penalty's value) and
+    `penalty/<name>` for each of `penalties`.
   """
   tasks = tuple(tasks)
   variables = list(variables)
@@ -141,8 +146,12 @@ def make_train_step(strategy: tf.distribute.Strategy,
       tape.watch(watched)
       penalty = (optimizers_lib.weight_decay_loss(variables, weight_decay)
                  / replicas)
-      objective = optimizer.scale_loss(penalty) if loss_scaled else penalty
+      extra = {f"penalty/{name}": tf.cast(fn(), tf.float32) / replicas
+               for name, fn in (penalties or {}).items()}
+      objective = tf.add_n([penalty, *extra.values()])
+      objective = optimizer.scale_loss(objective) if loss_scaled else objective
     summed = list(tape.gradient(objective, watched))
+    stats.update(extra)
     previous = []
     for task, (images, labels), (trained, slots) in zip(tasks, batches,
                                                         task_watched):

@@ -26,6 +26,7 @@ from k4p1 import workdir as workdir_lib
 from k4p1.patches import io as patches_io
 from k4p1.patches import litert
 from k4p1.train import build
+from k4p1.train import taps
 
 
 # Images per task that calibrate int8 activation ranges (--tflite_quantization).
@@ -52,6 +53,8 @@ def task_results(plan, run_models, evaluator) -> dict:
                  trained_in_this_run=task.trained)
     if plan.experiment != "pretrain":
       entry["params"] = patches.count_params(model)
+      if plan.spec.is_taps:
+        entry["taps"] = taps.result(model)
     tasks[task.name] = entry
   return tasks
 

@@ -56,7 +56,11 @@ class MetricAccumulator:
         out[f"train/{task}/loss"] = task_loss
         out[f"train/{task}/accuracy"] = self.sums[f"{task}/correct"] / count
     out["train/cross_entropy"] = loss
-    out["train/loss"] = loss + self.sums["weight_decay"] / self.steps
+    penalties = {k: v for k, v in self.sums.items() if k.startswith("penalty/")}
+    for name, value in penalties.items():  # E.g. TAPS's sparsity term.
+      out[f"train/{name}"] = value / self.steps
+    out["train/loss"] = (loss + (self.sums["weight_decay"] +
+                                 sum(penalties.values())) / self.steps)
     out["train/accuracy"] = correct / examples
     out["images_per_sec"] = (self.timed_examples / self.seconds
                              if self.seconds else 0.0)

@@ -44,6 +44,7 @@ from k4p1.train import state as state_lib
 from k4p1.train import steps as steps_lib
 from k4p1.train import strategy as strategy_lib
 from k4p1.train import summaries
+from k4p1.train import taps
 
 # Hyper-parameters shown in TensorBoard's HParams tab.
 _HPARAMS = ("model", "weights", "alpha", "patch", "bn_stats", "bn_momentum",
@@ -175,9 +176,16 @@ class _Run:
     step_args = dict(label_smoothing=config.label_smoothing,
                      weight_decay=config.weight_decay,
                      jit_compile=config.jit_compile)
+    penalties = taps.penalties(
+        [t.name for t in tasks], [t.model for t in tasks],
+        taps_lambda=config.taps_lambda, step=state.step,
+        warmup=taps.warmup_steps(config.taps_warmup_epochs,
+                                 self.steps_per_epoch, self.total_steps))
     if config.task_sampling == "all":
-      train_step = loop.make_train_step(self.strategy, tasks, state.optimizer,
-                                        state.variables, state.step, **step_args)
+      train_step = loop.make_train_step(
+          self.strategy, tasks, state.optimizer, state.variables, state.step,
+          penalties={k: f for p in penalties.values() for k, f in p.items()},
+          **step_args)
       return steps_lib.AllTasksStep(train_step, [t.train_dataset for t in tasks],
                                     self.task_steps)
     # One traced model function serves the K per-task steps.
@@ -186,7 +194,8 @@ class _Run:
     step_fns = [loop.make_train_step(
         self.strategy, [t], state.optimizer,
         loop.unique_trainable_variables([t.model]), state.step,
-        task_gradients=shared_gradients, **step_args) for t in tasks]
+        task_gradients=shared_gradients, penalties=penalties.get(t.name),
+        **step_args) for t in tasks]
     weights = [plan_lib.train_examples(t.dataset) for t in self.plan.trained_tasks]
     choose = lambda s: steps_lib.sample_task(s, config.seed, weights,  # pylint: disable=g-long-lambda
                                              config.task_sampling)
@@ -202,6 +211,12 @@ class _Run:
       self.writer.scalars(self.state.start_step, {
           "params/patch_trainable": counts["params"]["patch_trainable"],
           "params/patch_stored": counts["params"]["patch_stored"]})
+
+  def _write_scalars(self, step: int, values: dict) -> None:
+    """Training summaries, with TAPS's gates (open fraction, every score)."""
+    names = [t.name for t in self.plan.trained_tasks]
+    self.writer.scalars(step, dict(values, **taps.scalars(names,
+                                                         self.trained_models)))
 
   def execute(self, began: float) -> dict:
     """Trains to the requested step, evaluates, writes everything."""
@@ -232,7 +247,7 @@ class _Run:
         learning_rate_fn=lambda s: float(state.schedule(s)),
         save_checkpoint=save_checkpoint, checkpoint_every=config.checkpoint_every,
         evaluate=self.evaluator, eval_every=config.eval_every,
-        write_scalars=self.writer.scalars, summary_every=config.summary_every,
+        write_scalars=self._write_scalars, summary_every=config.summary_every,
         log_every_secs=config.log_every_secs)
     self.evaluator(result.end_step)  # Sets the BN statistics that are saved.
     if earlier and outputs.digest(earlier) != before:
@@ -242,6 +257,12 @@ class _Run:
     log = logging.info if config.strategy == "multi_worker" else logging.debug
     for task, model in zip(plan.tasks, self.models.task_models):
       log("Weights digest of %s: %s", task.name, outputs.digest([model]))
+      gates = taps.result(model)
+      if gates and task.trained:
+        logging.info("TAPS %s: %d of %d layers open (%.0f%%), %d residual "
+                     "parameters kept.", task.name, gates["open_layers"],
+                     gates["gated_layers"], 100 * gates["open_fraction"],
+                     gates["open_delta_params"])
     return self._finish(result, began)
 
   def _finish(self, result: loop.LoopResult, began: float) -> dict:

@@ -1,0 +1,181 @@
+"""Tests of the TAPS table: TAPS rows per lambda beside the fixed kinds, and its plot."""
+
+import numpy as np
+import pytest
+
+from helpers import report_testing as testing
+from k4p1 import report
+from k4p1.report import collect
+from k4p1.report import grids as grids_lib
+from k4p1.report import plots
+from k4p1.report import tables
+
+TAPS_TABLE = "taps_mobilenet_v2_mnist5k"
+LABELS = ["logits", "logits+scale_bias", "logits+scale_bias+taps (taps_lambda=2)",
+          "logits+scale_bias+taps (taps_lambda=10)"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(path, patch, seed, accuracy, stored, trainable, taps_lambda=1.0, opened=None,
+         **kw):
+  """A CPU-scale transfer run as the runner writes it (every run records taps_lambda).
+
+  Args:
+    opened: TAPS runs: (open Conv2D, open DepthwiseConv2D) of 35 and 17 gated.
+  """
+  data = testing.results_dict(
+      patch=patch, image_size=32, tasks={"mnist5k": accuracy}, patch_trainable=trainable,
+      total=10_000, learning_rate=kw.pop("learning_rate", 0.0142), command=f"cmd {path}",
+      config={"taps_lambda": taps_lambda, "taps_threshold": 0.1, "seed": seed}, **kw)
+  data["params"]["patch_stored"] = stored
+  if opened is not None:
+    conv, depthwise = opened
+    data["tasks"]["mnist5k"]["taps"] = {
+        "gated_layers": 52, "open_layers": conv + depthwise,
+        "open_fraction": (conv + depthwise) / 52, "open_delta_params": 1, "gated_params": 2,
+        "by_layer_class": {"Conv2D": {"gated": 35, "open": conv},
+                           "DepthwiseConv2D": {"gated": 17, "open": depthwise}},
+        "open": [], "scores": {}}
+  return data
+
+
+@pytest.fixture
+def taps_dir(tmp_path):
+  """TAPS at lambda 2 and 10 and two fixed kinds, 2 seeds each, plus one off-rate run."""
+  runs = {
+      "taps2-s0": _run("taps2-s0", "taps+scale_bias+logits", 0, 0.80, 5000, 9000, 2.0, (28, 12)),
+      "taps2-s1": _run("taps2-s1", "taps+scale_bias+logits", 1, 0.84, 6000, 9000, 2.0, (30, 14)),
+      "taps10-s0": _run("taps10-s0", "taps+scale_bias+logits", 0, 0.70, 1000, 9000, 10.0,
+                        (6, 4)),
+      "taps10-s1": _run("taps10-s1", "taps+scale_bias+logits", 1, 0.72, 1200, 9000, 10.0,
+                        (8, 4)),
+      "logits-s0": _run("logits-s0", "logits", 0, 0.60, 100, 100),
+      "logits-s1": _run("logits-s1", "logits", 1, 0.62, 100, 100),
+      "sb-s0": _run("sb-s0", "scale_bias+logits", 0, 0.65, 400, 250),
+      "sb-s1": _run("sb-s1", "scale_bias+logits", 1, 0.67, 400, 250),
+      "sb-lr0.5": _run("sb-lr0.5", "scale_bias+logits", 0, 0.10, 400, 250, learning_rate=0.5),
+  }
+  for name, data in runs.items():
+    testing.write_run(tmp_path / name, data)
+  return tmp_path
+
+
+def _grids(results_dir):
+  return {g.table_id: g for g in grids_lib.build_grids(collect.collect_runs(results_dir))}
+
+
+def test_taps_table_rows_means_stored_params_and_open_layers(taps_dir):
+  grid = _grids(taps_dir)[TAPS_TABLE]
+  assert grid.kind == "taps" and grid.dataset == "mnist5k"
+  assert [row.label for row in grid.rows] == LABELS   # lambdas in numeric order
+  table = tables.build_table(grid)
+  assert table.title == "TAPS: accuracy vs task-specific parameters (mobilenet_v2 on mnist5k)"
+  assert table.md_header == ["patch", "accuracy (%)", "task-specific params", "% of model",
+                             "trained params", "open layers", "open Conv2D",
+                             "open DepthwiseConv2D"]
+  assert table.md_rows == [
+      ["logits", "61.0 ± 1.4 (n=2)", "100", "1%", "100", "—", "—", "—"],
+      ["logits+scale_bias", "66.0 ± 1.4 (n=2)", "400", "4%", "250", "—", "—", "—"],
+      [LABELS[2], "82.0 ± 2.8 (n=2)", "5,500 ± 707", "55%", "9,000", "42.0 / 52 (80.8%)",
+       "29.0 / 35 (82.9%)", "13.0 / 17 (76.5%)"],
+      [LABELS[3], "71.0 ± 1.4 (n=2)", "1,100 ± 141", "11%", "9,000", "11.0 / 52 (21.2%)",
+       "7.0 / 35 (20.0%)", "4.0 / 17 (23.5%)"]]
+  # The off-rate run stays out; every other run is a source.
+  assert [w for w, _ in table.sources] == sorted(
+      ["taps2-s0", "taps2-s1", "taps10-s0", "taps10-s1", "logits-s0", "logits-s1", "sb-s0",
+       "sb-s1"])
+  for phrase in ("Learning rate: 0.0142", "Rows also differ in: taps_lambda.",
+                 "taps_threshold=0.1 (taps runs only)", "`params.patch_stored`",
+                 "residuals of the convolutions whose gates are open",
+                 "moving statistics", "like for like", "no paper column (n/a)"):
+    assert phrase in table.caption, phrase
+
+
+def test_taps_table_csv(taps_dir):
+  table = tables.build_table(_grids(taps_dir)[TAPS_TABLE])
+  lines = tables.render_csv(table).splitlines()
+  assert lines[0] == (
+      "patch,settings,accuracy %,std,n,learning rate,task-specific params,"
+      "task-specific params std,task-specific params per run,% of model,trained params,"
+      "open layers,gated layers,open %,Conv2D open,Conv2D gated,DepthwiseConv2D open,"
+      "DepthwiseConv2D gated,workdirs")
+  assert lines[1] == (
+      "logits,,61.0,1.4142,2,0.0142,100.0,0.0,100;100,1.0,100,,,,,,,,logits-s0;logits-s1")
+  assert lines[3] == (
+      "logits+scale_bias+taps,taps_lambda=2,82.0,2.8284,2,0.0142,5500.0,707.1068,5000;6000,"
+      "55.0,9000,42.0,52,80.7692,29.0,35,13.0,17,taps2-s0;taps2-s1")
+
+
+def test_taps_rows_in_the_transfer_table_name_lambda_fixed_rows_do_not(taps_dir):
+  by_id = _grids(taps_dir)
+  assert [g.kind for g in by_id.values()] == ["transfer", "lr_sweep", "taps"]
+  transfer = tables.build_table(by_id["transfer_mobilenet_v2"])
+  assert [row[0] for row in transfer.md_rows] == LABELS
+  assert "taps_lambda=" not in transfer.caption.split("Rows also differ in")[0]
+  sweep = tables.build_table(by_id["lr_sweep_mobilenet_v2_mnist5k"])
+  assert [row[0] for row in sweep.md_rows] == LABELS
+
+
+def test_one_lambda_goes_to_the_caption(tmp_path):
+  testing.write_run(tmp_path / "t", _run("t", "taps+scale_bias+logits", 0, 0.8, 5000, 9000,
+                                         0.1, (28, 12)))
+  testing.write_run(tmp_path / "l", _run("l", "logits", 0, 0.6, 100, 100))
+  table = tables.build_table(_grids(tmp_path)[TAPS_TABLE])
+  assert [row[0] for row in table.md_rows] == ["logits", "logits+scale_bias+taps"]
+  assert "taps_lambda=0.1 (taps runs only)" in table.caption
+  assert "Rows also differ" not in table.caption
+
+
+def test_taps_run_without_recorded_lambda_gets_the_default(tmp_path):
+  old = _run("old", "taps+logits", 0, 0.5, 300, 900, opened=(1, 1))
+  del old["config"]["taps_lambda"]
+  testing.write_run(tmp_path / "old", old)
+  testing.write_run(tmp_path / "new", _run("new", "taps+logits", 1, 0.7, 300, 900, 1.0,
+                                           (1, 1)))
+  (row,) = _grids(tmp_path)["taps_mobilenet_v2_mnist5k"].rows
+  assert row.label == "logits+taps"
+
+
+def test_taps_plot(taps_dir):
+  fig = plots.plot_grid(_grids(taps_dir)[TAPS_TABLE])
+  (ax,) = fig.axes
+  assert ax.get_xscale() == "log"
+  assert "task-specific parameters" in ax.get_xlabel()
+  assert "accuracy" in ax.get_ylabel()
+  assert len(ax.containers) == 4   # one errorbar per row
+  points = sorted((c.lines[0].get_xdata()[0], c.lines[0].get_ydata()[0]) for c in ax.containers)
+  np.testing.assert_allclose(points, [(100, 61.0), (400, 66.0), (1100, 71.0), (5500, 82.0)])
+  (taps_line,) = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+  np.testing.assert_allclose(taps_line.get_xdata(), [1100, 5500])
+  legend = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+  assert set(LABELS) <= legend
+
+
+def test_write_report_writes_the_taps_table_csv_and_plot(taps_dir, tmp_path):
+  out = tmp_path / "out"
+  names = [p.name for p in report.write_report(taps_dir, out)]
+  assert f"{TAPS_TABLE}.csv" in names and f"{TAPS_TABLE}_params.png" in names
+  assert (out / f"{TAPS_TABLE}_params.png").read_bytes().startswith(PNG_MAGIC)
+  document = (out / "tables.md").read_text()
+  assert "## TAPS: accuracy vs task-specific parameters (mobilenet_v2 on mnist5k)" in document
+  assert "| logits+scale_bias+taps (taps_lambda=10) | 71.0 ± 1.4 (n=2) | 1,100 ± 141 |" in (
+      document)
+
+
+def test_runs_without_taps_get_no_taps_table_and_no_lambda_clutter(tmp_path):
+  recorded, unrecorded = tmp_path / "recorded", tmp_path / "unrecorded"
+  for seed, accuracy in ((0, 0.6), (1, 0.62)):
+    for patch in ("logits", "full"):
+      data = _run(f"{patch}{seed}", patch, seed, accuracy, 100, 100)
+      testing.write_run(recorded / f"{patch}{seed}", data)
+      del data["config"]["taps_lambda"], data["config"]["taps_threshold"]
+      testing.write_run(unrecorded / f"{patch}{seed}", data)
+  rendered = {}
+  for results_dir in (recorded, unrecorded):
+    runs = collect.collect_runs(results_dir)
+    built = [tables.build_table(g) for g in grids_lib.build_grids(runs)]
+    assert [t.table_id for t in built] == ["transfer_mobilenet_v2"]
+    rendered[results_dir] = tables.render_document(built, len(runs))
+  assert rendered[recorded] == rendered[unrecorded]
+  assert "taps" not in rendered[recorded]
+  assert not [p for p in report.write_report(recorded, tmp_path / "o") if "taps" in p.name]
