@@ -156,6 +156,14 @@ def test_penalty_is_lambda_mean_abs_score_after_warmup(base):
                               warmup=0, step=step) == {}
 
 
+def test_models_without_patch_info_have_no_gates(base):
+  plain = keras.Model(base.inputs, keras.layers.Dense(2)(base.outputs[0]))
+  assert gates.gated_layers(plain) == {}
+  assert train_taps.result(plain) == {}
+  assert train_taps.penalties(["p"], [plain], taps_lambda=1.0, warmup=0,
+                              step=tf.Variable(0, dtype=tf.int64)) == {}
+
+
 def test_default_warmup_is_two_epochs_capped_at_a_tenth_of_the_run():
   assert train_taps.warmup_steps(None, 100, 3000) == 200
   assert train_taps.warmup_steps(None, 100, 120) == 12

@@ -12,8 +12,15 @@ from k4p1.patches import taps
 
 
 def gated_layers(task_model) -> dict:
-  """{base layer name: GatedConv} of a task model (empty without `taps`)."""
-  info = inject.patch_info(task_model)
+  """{base layer name: GatedConv} of a model (empty without `taps`).
+
+  Models not made by `apply_patch` (a pretraining run's, a cached-features
+  head) have no gates either.
+  """
+  try:
+    info = inject.patch_info(task_model)
+  except ValueError:
+    return {}
   return {name: layer for name, layer in info.patch_layers.items()
           if isinstance(layer, taps.GatedConv)}
 
