@@ -2,6 +2,7 @@
 
 import os
 import platform
+import statistics
 import subprocess
 
 # Instruction-set extensions that change TensorFlow's CPU kernels' speed.
@@ -35,6 +36,70 @@ def cpu_description() -> dict:
   """{"model", "vector_extensions", "cores"}: what benchmark JSON records."""
   return {"model": cpu_model(), "vector_extensions": vector_extensions(),
           "cores": os.cpu_count()}
+
+
+# `--cpu_allocator` values -> TF_CPU_ALLOCATOR_USE_BFC of worker processes.
+CPU_ALLOCATORS = {"inherit": None, "bfc": "true", "malloc": "false"}
+CPU_ALLOCATOR_HELP = (
+    "The workers' TensorFlow CPU allocator (TF_CPU_ALLOCATOR_USE_BFC): bfc "
+    "(pooled) or malloc (TensorFlow's default without oneDNN); inherit: this "
+    "process's environment (importing k4p1 sets bfc unless the variable is set).")
+
+
+def worker_environment(cpu_allocator: str = "inherit") -> dict:
+  """The environment of a benchmark's TensorFlow worker process."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  if CPU_ALLOCATORS[cpu_allocator] is not None:
+    env["TF_CPU_ALLOCATOR_USE_BFC"] = CPU_ALLOCATORS[cpu_allocator]
+  return env
+
+
+def tf_runtime() -> dict:
+  """TensorFlow's CPU kernels and allocator in this process (imports TF).
+
+  Returns:
+    {"onednn": whether oneDNN kernels are on (TF turns them on by default
+    only on CPUs with AVX-512 VNNI/BF16 or AMX; TF_ENABLE_ONEDNN_OPTS
+    overrides), "cpu_allocator": "bfc" (TF_CPU_ALLOCATOR_USE_BFC), "onednn"
+    (oneDNN's pooled allocator) or "malloc" (every tensor from the C heap)}.
+  """
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+  onednn = bool(_pywrap_util_port.IsMklEnabled())
+  bfc = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "").lower() in ("1", "true")
+  return {"onednn": onednn,
+          "cpu_allocator": "bfc" if bfc else "onednn" if onednn else "malloc"}
+
+
+def describe_runtime(runtime) -> str:
+  """`tf_runtime()`'s dict as text, e.g. "oneDNN off, allocator bfc"."""
+  if not runtime:
+    return "TF runtime unknown"
+  return (f"oneDNN {'on' if runtime['onednn'] else 'off'}, allocator "
+          f"{runtime['cpu_allocator']}")
+
+
+def paired_ratios(row: dict, reference: dict, name: str) -> dict:
+  """Per-round speed ratios of `row` to `reference`, wall and CPU time.
+
+  Both have per-round "rounds" (images/sec) and "cpu_ms_rounds". In round r
+  every worker ran once, one after another, so pairing rounds cancels slow
+  load changes; the spread of the per-round ratios is what remains of the
+  noise. Ratios > 1: `row` is faster (wall) or uses less CPU time per step.
+  """
+  wall = [r / f for r, f in zip(row["rounds"], reference["rounds"])]
+  cpu = [f / r if r else float("nan")
+         for r, f in zip(row["cpu_ms_rounds"], reference["cpu_ms_rounds"])]
+  return {f"ratio_to_{name}_rounds": wall,
+          f"cpu_ratio_to_{name}": statistics.median(cpu),
+          f"cpu_ratio_to_{name}_rounds": cpu}
+
+
+def spread(values) -> str:
+  """`median [min–max]` of per-round ratios ("n/a" without any)."""
+  if not values:
+    return "n/a"
+  return (f"{statistics.median(values):.2f} "
+          f"[{min(values):.2f}–{max(values):.2f}]")
 
 
 def peak_rss_mb() -> float:

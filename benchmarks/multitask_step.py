@@ -31,6 +31,9 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", 96, "Input size (px).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch per task.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Round-robin rounds.")
+_ALLOCATOR = flags.DEFINE_enum("cpu_allocator", "inherit",
+                               list(bench_util.CPU_ALLOCATORS),
+                               bench_util.CPU_ALLOCATOR_HELP)
 _OUTPUT = flags.DEFINE_string("output", "multitask_step.json", "JSON path.")
 _WORKER = flags.DEFINE_integer("worker", None, "Internal: K of this worker.")
 
@@ -70,13 +73,15 @@ def _serve(num_tasks: int) -> None:
     return time.perf_counter() - began
 
   run(2)
-  print("READY", flush=True)
+  print("READY " + json.dumps(bench_util.tf_runtime()), flush=True)
   for line in sys.stdin:
     if not line.startswith("run"):
       return
+    cpu_began = sum(os.times()[:2])
     seconds = run(int(line.split()[1]))
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": bench_util.peak_rss_mb()}),
-          flush=True)
+    print(json.dumps({"seconds": seconds,
+                      "cpu_seconds": sum(os.times()[:2]) - cpu_began,
+                      "peak_rss_mb": bench_util.peak_rss_mb()}), flush=True)
 
 
 def main(argv):
@@ -91,13 +96,16 @@ def main(argv):
   workers = {k: subprocess.Popen(
       [sys.executable, os.path.abspath(__file__), f"--worker={k}"] + forwarded,
       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")) for k in counts}
+      env=bench_util.worker_environment(_ALLOCATOR.value)) for k in counts}
   samples = {k: [] for k in counts}
-  peaks = {}
+  cpu = {k: [] for k in counts}
+  peaks = {k: [] for k in counts}
+  runtime = None
   try:
     for k, process in workers.items():
       for line in process.stdout:
         if line.startswith("READY"):
+          runtime = json.loads(line[len("READY"):])
           break
       else:
         raise RuntimeError(f"Worker K={k} exited with {process.wait()}.")
@@ -107,7 +115,8 @@ def main(argv):
         process.stdin.flush()
         answer = json.loads(process.stdout.readline())
         samples[k].append(answer["seconds"] / _STEPS.value)
-        peaks[k] = answer["peak_rss_mb"]
+        cpu[k].append(answer["cpu_seconds"] / _STEPS.value)
+        peaks[k].append(answer["peak_rss_mb"])
   finally:
     for process in workers.values():
       try:
@@ -122,10 +131,14 @@ def main(argv):
     seconds = statistics.median(samples[k])
     rows[str(k)] = {
         "seconds_per_step": seconds, "rounds": samples[k],
+        "cpu_seconds_per_step": statistics.median(cpu[k]),
         "images_per_sec": k * _BATCH_SIZE.value / seconds,
-        "peak_rss_mb": peaks[k],
+        # Peak RSS so far after each round: flat at the end = stable.
+        "peak_rss_mb": peaks[k][-1], "peak_rss_mb_rounds": peaks[k],
         "time_ratio": seconds / statistics.median(samples[reference]),
-        "memory_ratio": peaks[k] / peaks[reference]}
+        "cpu_time_ratio": (statistics.median(cpu[k]) /
+                           statistics.median(cpu[reference])),
+        "memory_ratio": peaks[k][-1] / peaks[reference][-1]}
   report = {
       "benchmark": "multitask_step",
       "command": " ".join(["python", "benchmarks/multitask_step.py"] + sys.argv[1:]),
@@ -133,16 +146,26 @@ def main(argv):
       "patch": _SPEC.value, "image_size": _IMAGE_SIZE.value,
       "batch_size_per_task": _BATCH_SIZE.value, "steps_per_round": _STEPS.value,
       "rounds": _ROUNDS.value, "load_average_before": load_before,
-      "load_average_after": os.getloadavg(), "results": rows}
+      "load_average_after": os.getloadavg(), "runtime": runtime,
+      "cpu": bench_util.cpu_description(), "results": rows}
   atomic.write_text_atomic(_OUTPUT.value, json.dumps(report, indent=2))
+  machine = bench_util.cpu_description()
+  print(f"CPU: {machine['model']}, {machine['cores']} cores, "
+        f"{' '.join(machine['vector_extensions']) or 'no AVX'}; "
+        f"{bench_util.describe_runtime(runtime)}")
   print(f"{_SPEC.value}, {_IMAGE_SIZE.value} px, batch {_BATCH_SIZE.value} per "
-        f"task; load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}")
-  print(f"| K | s/step | images/sec | peak RSS MB | time vs K={reference} | "
+        f"task, {_ROUNDS.value} rounds; load average {load_before[0]:.2f} -> "
+        f"{os.getloadavg()[0]:.2f}")
+  print(f"| K | s/step | CPU s/step | images/sec | peak RSS MB (after each "
+        f"round) | time vs K={reference} | CPU time vs K={reference} | "
         f"memory vs K={reference} |")
-  print("|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|")
   for k, row in rows.items():
-    print(f"| {k} | {row['seconds_per_step']:.3f} | {row['images_per_sec']:.1f} | "
-          f"{row['peak_rss_mb']:.0f} | {row['time_ratio']:.2f} | "
+    print(f"| {k} | {row['seconds_per_step']:.3f} | "
+          f"{row['cpu_seconds_per_step']:.3f} | {row['images_per_sec']:.1f} | "
+          f"{row['peak_rss_mb']:.0f} "
+          f"({', '.join(f'{p:.0f}' for p in row['peak_rss_mb_rounds'])}) | "
+          f"{row['time_ratio']:.2f} | {row['cpu_time_ratio']:.2f} | "
           f"{row['memory_ratio']:.2f} |")
   print(f"Wrote {_OUTPUT.value}")
 

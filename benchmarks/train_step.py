@@ -14,21 +14,27 @@ is not measured):
       RMSprop, sparse cross-entropy: the framework-overhead baseline;
   inference
       the forward pass alone (`training=False`, fused BN), the floor of any
-      training step: what `logits` can at best reach.
+      training step: what `logits` can at best reach;
+  eval
+      `k4p1.eval.make_accuracy_fn` (what runs evaluate with) on the
+      `scale_bias+logits` task model, one pass over `--steps` batches per
+      call: should match `inference` (its ratio to it is printed).
 
 Each regime runs in its own worker process (honest peak RSS, VmHWM), all
 workers of one image size alive at once; the parent times them round-robin,
 `--rounds` rounds of `--steps` steps each, so that load from other processes
-on a shared machine hits every regime alike. Per regime it reports the median
-(and best) images/sec over rounds, the ratio of medians to `full`, and the
-process CPU time (user + system, all threads) per step: CPU ms/step close to
-2x ms/step means both cores were busy (`keras_fit`'s includes `fit`'s per-call
-overhead). Prints
-a Markdown table and writes JSON (atomically), with the load average.
+on a shared machine hits every regime alike. Per regime: median images/sec,
+wall and CPU ms/step (user + system, all threads: close to 2x ms/step means
+both cores were busy), and the ratio to `full` per round, paired within the
+round, of wall time and of CPU time, printed as median [min–max] over rounds
+(`eval` also to `inference`). The table heads with the CPU's model and vector
+extensions and TensorFlow's kernels and allocator in the workers (oneDNN,
+BFC); JSON (written atomically) holds every round and the load average.
 
   python benchmarks/train_step.py                                # 224 and 96 px
   python benchmarks/train_step.py --image_sizes=96 --rounds=3 --output=/tmp/ts.json
   python benchmarks/train_step.py --nofused_batch_norm           # the old BN path
+  python benchmarks/train_step.py --cpu_allocator=malloc --threads=1  # see flags
 """
 
 import json
@@ -46,13 +52,13 @@ import bench_util  # Beside this script (benchmarks/).
 from k4p1 import atomic  # Standard library only: the parent stays TF-free.
 
 REGIMES = ("full", "scale_bias+logits", "scale_bias+depthwise+logits", "logits",
-           "logits_cached", "keras_fit", "inference")
+           "logits_cached", "keras_fit", "inference", "eval")
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["224", "96"], "Input sizes (px).")
 _REGIMES = flags.DEFINE_list("regimes", list(REGIMES), "Regimes to time.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per regime per round.")
-_ROUNDS = flags.DEFINE_integer("rounds", 5, "Round-robin rounds.")
+_ROUNDS = flags.DEFINE_integer("rounds", 7, "Round-robin rounds.")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 2, "Untimed steps (tracing).")
 _ALPHA = flags.DEFINE_float("alpha", 1.0, "MobileNetV2 width multiplier.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 100, "Head size.")
@@ -65,6 +71,11 @@ _FUSED_BN = flags.DEFINE_bool("fused_batch_norm", True, "k4p1's fused BN "
                               "(off: Keras' BN ops, the pre-issue-8 step).")
 _CACHED_IMAGES = flags.DEFINE_integer("cached_images", 256, "Images whose "
                                       "features logits_cached extracts.")
+_THREADS = flags.DEFINE_integer("threads", 0, "The workers' intra- and inter-op "
+                                "threads (0: TensorFlow's default, one per core).")
+_ALLOCATOR = flags.DEFINE_enum("cpu_allocator", "inherit",
+                               list(bench_util.CPU_ALLOCATORS),
+                               bench_util.CPU_ALLOCATOR_HELP)
 _OUTPUT = flags.DEFINE_string("output", "train_step.json", "JSON result path.")
 # Internal: run as one regime's worker.
 _WORKER = flags.DEFINE_string("worker", None, "Internal: the regime to serve.")
@@ -82,6 +93,9 @@ def _build_worker(regime: str, size: int):
   from k4p1.train import features_cache  # pylint: disable=g-import-not-at-top
   from k4p1.train import performance  # pylint: disable=g-import-not-at-top
 
+  if _THREADS.value:
+    tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+    tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
   batch, classes = _BATCH_SIZE.value, _NUM_CLASSES.value
   if regime != "keras_fit":
     performance.set_mixed_precision(_MIXED.value)
@@ -92,7 +106,7 @@ def _build_worker(regime: str, size: int):
   dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
   base = models.build_backbone("mobilenet_v2", size, weights=None,
                                alpha=_ALPHA.value)
-  info = {}
+  info = {"runtime": bench_util.tf_runtime()}
 
   if regime == "keras_fit":
     model = keras.Model(base.input, keras.layers.Dense(classes)(base.output))
@@ -119,6 +133,29 @@ def _build_worker(regime: str, size: int):
       model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0,
                 callbacks=[Timer()])
       return marks["end"] - marks["begin"]
+
+    return run, info
+
+  if regime == "eval":
+    from k4p1 import eval as eval_lib  # pylint: disable=g-import-not-at-top
+    from k4p1.train import fused_batch_norm  # pylint: disable=g-import-not-at-top
+    task = patches.apply_patch(base, "scale_bias+logits", task="bench",
+                               num_classes=classes)
+    info["patch_trainable"] = 0
+    # One evaluation pass per call, over exactly the batches asked for; each
+    # pass function is traced here or by the warm-up, never while timed. As
+    # `k4p1.train.evaluation.Evaluator` builds it.
+    passes = {n: eval_lib.make_accuracy_fn(
+        task, tf.data.Dataset.from_tensors((images, labels)).repeat(n),
+        trace_context=(fused_batch_norm.fused_batch_norm if _FUSED_BN.value
+                       else None))
+              for n in {_WARMUP.value, _STEPS.value}}
+    passes[_STEPS.value]()
+
+    def run(steps):
+      began = time.perf_counter()
+      passes[steps]()  # Returns Python numbers: waits for the pass.
+      return time.perf_counter() - began
 
     return run, info
 
@@ -211,7 +248,7 @@ class _Worker:
         [sys.executable, os.path.abspath(__file__), f"--worker={regime}",
          f"--worker_image_size={size}"] + flags_out,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        env=bench_util.worker_environment(_ALLOCATOR.value))
     self.info = None
 
   def wait_ready(self) -> None:
@@ -266,10 +303,16 @@ def measure_size(size: int, regimes, argv) -> dict:
         best_images_per_sec=max(rates), rounds=rates,
         ms_per_step=1000 * _BATCH_SIZE.value / statistics.median(rates),
         cpu_ms_per_step=statistics.median(cpu_ms[worker.regime]),
+        cpu_ms_rounds=cpu_ms[worker.regime],
         peak_rss_mb=peaks[worker.regime])
-  reference = rows.get("full", {}).get("images_per_sec")
-  for row in rows.values():
-    row["ratio_to_full"] = row["images_per_sec"] / reference if reference else None
+  full = rows.get("full")
+  for regime, row in rows.items():
+    row["ratio_to_full"] = (row["images_per_sec"] / full["images_per_sec"]
+                            if full else None)
+    if full:
+      row.update(bench_util.paired_ratios(row, full, "full"))
+    if regime == "eval" and "inference" in rows:
+      row.update(bench_util.paired_ratios(row, rows["inference"], "inference"))
   return rows
 
 
@@ -285,7 +328,8 @@ def _report(results, load_before, began) -> dict:
       "batch_size": _BATCH_SIZE.value, "steps_per_round": _STEPS.value,
       "rounds": _ROUNDS.value, "warmup_steps": _WARMUP.value,
       "jit_compile": _JIT.value, "mixed_precision": _MIXED.value,
-      "fused_batch_norm": _FUSED_BN.value,
+      "fused_batch_norm": _FUSED_BN.value, "cpu_allocator": _ALLOCATOR.value,
+      "threads": _THREADS.value,
       "load_average_before": load_before, "load_average_after": os.getloadavg(),
       "wall_s": time.time() - began,
       "results": results,
@@ -314,20 +358,31 @@ def main(argv):
         json.dumps(_report(results, load_before, began), indent=2))
   cpu = bench_util.cpu_description()
   print(f"CPU: {cpu['model']}, {cpu['cores']} cores, "
-        f"{' '.join(cpu['vector_extensions']) or 'no AVX'}")
+        f"{' '.join(cpu['vector_extensions']) or 'no AVX'}; " + "; ".join(
+            sorted({bench_util.describe_runtime(row.get("runtime"))
+                    for rows in results.values() for row in rows.values()})))
   print(f"load average before {load_before[0]:.2f}, after "
-        f"{os.getloadavg()[0]:.2f}; fused_batch_norm={_FUSED_BN.value}")
-  print("| px | regime | trained params | images/sec (median) | best | "
-        "ratio to full | ms/step | CPU ms/step | peak RSS MB |")
+        f"{os.getloadavg()[0]:.2f}; fused_batch_norm={_FUSED_BN.value}; "
+        f"threads {_THREADS.value or 'default'}; "
+        f"{_ROUNDS.value} rounds of {_STEPS.value} steps; ratios: median "
+        "[min–max] over rounds")
+  print("| px | regime | trained params | images/sec | ms/step | CPU ms/step | "
+        "ratio to full (wall) | ratio to full (CPU time) | peak RSS MB |")
   print("|---|---|---|---|---|---|---|---|---|")
   for size, rows in results.items():
     for regime, row in rows.items():
-      ratio = row["ratio_to_full"]
       print(f"| {size} | {regime} | {row['patch_trainable']:,} | "
-            f"{row['images_per_sec']:.1f} | {row['best_images_per_sec']:.1f} | "
-            f"{'n/a' if ratio is None else f'{ratio:.2f}'} | "
-            f"{row['ms_per_step']:.1f} | {row['cpu_ms_per_step']:.1f} | "
+            f"{row['images_per_sec']:.1f} | {row['ms_per_step']:.0f} | "
+            f"{row['cpu_ms_per_step']:.0f} | "
+            f"{bench_util.spread(row.get('ratio_to_full_rounds'))} | "
+            f"{bench_util.spread(row.get('cpu_ratio_to_full_rounds'))} | "
             f"{row['peak_rss_mb']:.0f} |")
+  for size, rows in results.items():
+    if "cpu_ratio_to_inference" in rows.get("eval", {}):
+      row = rows["eval"]
+      print(f"{size} px eval vs inference: images/sec "
+            f"{bench_util.spread(row['ratio_to_inference_rounds'])} (wall), "
+            f"{bench_util.spread(row['cpu_ratio_to_inference_rounds'])} (CPU time)")
   print(f"Wrote {_OUTPUT.value}")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from k4p1 import data
 from k4p1 import eval as eval_lib
+from k4p1.train import fused_batch_norm
 from k4p1.train import performance
 from k4p1.train import precise_bn
 
@@ -77,7 +78,9 @@ class Evaluator:
             task.dataset, task.dataset.eval_split,
             global_batch_size=config.batch_size, image_size=task.image_size,
             training=False, strategy=strategy, data_dir=config.data_dir,
-            seed=config.seed, architecture=config.model), strategy)
+            seed=config.seed, architecture=config.model), strategy,
+            # Fused inference BN: the `inference` benchmark's forward pass.
+            trace_context=fused_batch_norm.fused_batch_norm)
         for task, model in zip(plan.tasks, task_models)]
     self.bn_statistics = {}
     self.per_task = {}
