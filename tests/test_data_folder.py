@@ -288,6 +288,7 @@ def test_transfer_runs_on_a_folder_dataset(tmp_path):
   assert config["dataset"] == f"folder:{root}"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("parsed_flags")
 def test_multitask_runs_a_folder_task_next_to_a_tfds_task(tmp_path):
   root = tmp_path / "zoo"

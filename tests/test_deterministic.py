@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,6 +28,7 @@ def run_transfer(workdir):
   return results, (workdir / "patches" / "mnist5k_5-9.k4p1").read_bytes()
 
 
+@pytest.mark.slow
 def test_deterministic_reruns_give_identical_patch_bytes(tmp_path):
   first, first_bytes = run_transfer(tmp_path / "a")
   second, second_bytes = run_transfer(tmp_path / "b")

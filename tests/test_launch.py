@@ -144,6 +144,7 @@ def test_seeds_run_every_row_once_per_seed(tmp_path, table, fake_python):
   assert len(listing) == 6 and listing[1].split()[1].endswith("-seed4")
 
 
+@pytest.mark.slow
 def test_bad_invocations_fail_with_one_line(tmp_path, table):
   results = f"--results_dir={tmp_path}"
   cases = [

@@ -23,6 +23,8 @@ from k4p1 import patches
 from k4p1 import report
 from k4p1 import train
 
+pytestmark = pytest.mark.slow
+
 NUM_EXAMPLES = 6
 DEFAULT_LR = train.RunConfig().learning_rate
 TINY = ("--alpha=0.35", "--batch_size=4", "--train_steps=2", "--summary_every=1")

@@ -8,6 +8,7 @@ import sys
 from absl import logging
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from experiments import logs
@@ -165,6 +166,7 @@ def _transfer(workdir, *extra):
       capture_output=True, text=True, env=env, timeout=300, check=True)
 
 
+@pytest.mark.slow
 def test_a_run_logs_progress_and_a_table_and_nothing_else(tmp_path):
   run = _transfer(tmp_path / "quiet")
   log = run.stderr

@@ -92,6 +92,7 @@ def _patch_arrays(path):
   return patches.read_patch_file(str(path))[1]
 
 
+@pytest.mark.slow
 def test_two_workers_multitask_match_a_mirrored_run_and_only_the_chief_writes(tmp_path):
   settings = dict(tasks=("mnist5k:0-1", "mnist5k:2-3"), train_steps=8,
                   input_pipeline="per_replica", checkpoint_every=4)
@@ -122,6 +123,7 @@ def test_two_workers_multitask_match_a_mirrored_run_and_only_the_chief_writes(tm
                                  err_msg=key)
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_and_preempted_job_loses_no_step(tmp_path):
   run = tmp_path / "ft"
   settings = dict(dataset="mnist5k:0-4", patch="scale_bias+logits",

@@ -104,6 +104,7 @@ def test_multires_flags_replace_the_configs_tasks(tmp_path):
   assert built.resolutions == (32, 40) and built.alpha == 0.35
 
 
+@pytest.mark.slow
 def test_multires_run_shares_one_head_and_resumes(tmp_path):
   settings = dict(workdir=str(tmp_path / "mr"), weights=None, alpha=0.35,
                   dataset="digits", resolutions=(32, 40), patch="scale_bias",

@@ -166,6 +166,7 @@ def test_export_serves_a_mixed_batch_like_the_task_models(frozen_run):
     assert np.all(logits[rows, classes:] == patches.PAD_LOGIT)
 
 
+@pytest.mark.slow
 def test_sequential_task_leaves_earlier_tasks_bit_identical(env, frozen_run):
   workdir, _ = frozen_run
   size = json.loads((workdir / "tasks.json").read_text())["export_image_size"]
@@ -204,6 +205,7 @@ def test_sequential_task_leaves_earlier_tasks_bit_identical(env, frozen_run):
   assert [n.decode() for n in served.task_names().numpy()][-1] == "mnist5k_0-4"
 
 
+@pytest.mark.slow
 def test_trained_shared_base_moves_with_every_patch(env):
   workdir = env["root"] / "trained"
   # One replica: mirrored multi-task runs are covered by test_multi_worker

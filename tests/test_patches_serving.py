@@ -1,6 +1,7 @@
 """Tests of the multi-task serving artifact."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from k4p1 import models
@@ -9,6 +10,7 @@ from test_patches_core import images
 from test_patches_core import tiny_base
 
 
+@pytest.mark.slow
 def test_exported_model_serves_a_mixed_batch_like_the_task_models(tmp_path):
   base = tiny_base()
   task_models = [

@@ -117,6 +117,7 @@ def _run_all(spec, bn_stats="task", **kwargs):
     ("logits", "task"),
     ("scale_bias+depthwise+logits", "frozen"),
 ])
+@pytest.mark.slow
 def test_optimised_step_trains_the_same_patch(spec, bn_stats):
   initial, expected, reordered, actual, task, outputs = _run_all(spec, bn_stats)
   assert np.isfinite(outputs["t/loss_sum"].numpy())

@@ -17,6 +17,8 @@ from k4p1 import patches
 from k4p1 import train
 from helpers.summaries import event_tags
 
+pytestmark = pytest.mark.slow
+
 SIZE = 32
 
 

@@ -40,6 +40,7 @@ def test_mirrored_on_two_cpus_matches_default(tmp_path, backbone_file):
   assert mirrored["optimizer_steps"] == default["optimizer_steps"] == STEPS
 
 
+@pytest.mark.slow
 def test_prefetch_to_device_does_not_change_a_mirrored_run(tmp_path, backbone_file):
   runs = [_run("mirrored", tmp_path / str(prefetch), backbone_file,
                train_steps=10, prefetch_to_device=prefetch)
