@@ -115,6 +115,7 @@ def test_row_list_and_dry_run(tmp_path, table, fake_python):
   assert not (results / rows[2]["row_id"]).exists()
 
 
+@pytest.mark.slow
 def test_seeds_run_every_row_once_per_seed(tmp_path, table, fake_python):
   rows = configs.load_rows(table)
   results = tmp_path / "runs"

@@ -193,6 +193,7 @@ def test_a_failed_export_leaves_no_file(system, tmp_path, monkeypatch):
   assert os.listdir(tmp_path) == ["b.tflite"] and path.read_bytes() == b"previous"
 
 
+@pytest.mark.slow
 def test_transfer_run_writes_a_tflite_file_of_its_model(tmp_path):
   base = models.build_backbone("mobilenet_v2", 32, weights=None, alpha=0.35)
   weights = str(tmp_path / "base.weights.h5")

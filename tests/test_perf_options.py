@@ -156,6 +156,7 @@ def _executed_op_types(train_step, iterators, logdir):
   return types
 
 
+@pytest.mark.slow
 def test_frozen_kernels_get_no_weight_gradient_ops_at_run_time(tmp_path):
   """The traced graph holds filter-gradient ops (TF's conv gradient makes both
   outputs), but they are pruned before running: a profiled scale_bias+logits

@@ -105,6 +105,7 @@ def test_a_shared_trained_layer_gets_every_tasks_batches():
                              rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_mirrored_statistics_equal_single_device_ones():
   images = random_images(64)
   single = patches.apply_patch(tiny_base(), "scale_bias+logits", task="t",
@@ -182,6 +183,7 @@ def test_precise_bn_matches_direct_statistics_and_beats_moving_averages(
   assert precise > moving + 0.2, (moving, direct, precise)
 
 
+@pytest.mark.slow
 def test_keras_callback_sets_statistics_during_fit():
   base = tiny_base()
   model = patches.apply_patch(base, "scale_bias+logits", task="t", num_classes=3)

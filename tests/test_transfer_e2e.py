@@ -22,7 +22,11 @@ FLAGS = flags.FLAGS
 NUM_EXAMPLES = 6
 # One spec per patch kind; kinds other than logits need a head, so they come
 # with `+logits` (a single task has no shared head to borrow).
-SPECS = ("logits", "scale_bias+logits", "scale+logits", "bias+logits",
+# The scale-only and bias-only baselines are in the slow tier: the same runner
+# path as scale_bias+logits.
+SPECS = ("logits", "scale_bias+logits",
+         pytest.param("scale+logits", marks=pytest.mark.slow),
+         pytest.param("bias+logits", marks=pytest.mark.slow),
          "depthwise+logits", "full")
 
 
@@ -106,8 +110,12 @@ def test_config_file_is_overridden_by_given_flags(tmp_path):
 
 @pytest.mark.parametrize("options", [
     dict(patch="logits", cache_features=True),
-    dict(patch="scale_bias+logits", mixed_precision="mixed_bfloat16"),
-    dict(patch="scale_bias+logits", mixed_precision="mixed_float16"),
+    # Mixed precision runs are in the slow tier; test_perf_options.py trains
+    # both policies for two steps in CI's tier.
+    pytest.param(dict(patch="scale_bias+logits", mixed_precision="mixed_bfloat16"),
+                 marks=pytest.mark.slow),
+    pytest.param(dict(patch="scale_bias+logits", mixed_precision="mixed_float16"),
+                 marks=pytest.mark.slow),
 ])
 def test_performance_options_run_end_to_end(options, tmp_path):
   workdir = tmp_path / "run"
