@@ -38,6 +38,18 @@ def cpu_description() -> dict:
           "cores": os.cpu_count()}
 
 
+
+def describe_cpu(cpu: dict) -> str:
+  """`cpu_description()`'s dict as a table head, e.g. "AMD EPYC, 2 cores, avx avx2 fma"."""
+  return (f"{cpu['model']}, {cpu['cores']} cores, "
+          f"{' '.join(cpu['vector_extensions']) or 'no AVX'}")
+
+
+def cpu_seconds() -> float:
+  """User + system CPU seconds of this process so far (all its threads)."""
+  times = os.times()
+  return times.user + times.system
+
 # `--cpu_allocator` values -> TF_CPU_ALLOCATOR_USE_BFC of worker processes.
 CPU_ALLOCATORS = {"inherit": None, "bfc": "true", "malloc": "false"}
 CPU_ALLOCATOR_HELP = (

@@ -77,10 +77,10 @@ def _serve(num_tasks: int) -> None:
   for line in sys.stdin:
     if not line.startswith("run"):
       return
-    cpu_began = sum(os.times()[:2])
+    cpu_began = bench_util.cpu_seconds()
     seconds = run(int(line.split()[1]))
     print(json.dumps({"seconds": seconds,
-                      "cpu_seconds": sum(os.times()[:2]) - cpu_began,
+                      "cpu_seconds": bench_util.cpu_seconds() - cpu_began,
                       "peak_rss_mb": bench_util.peak_rss_mb()}), flush=True)
 
 
@@ -149,9 +149,7 @@ def main(argv):
       "load_average_after": os.getloadavg(), "runtime": runtime,
       "cpu": bench_util.cpu_description(), "results": rows}
   atomic.write_text_atomic(_OUTPUT.value, json.dumps(report, indent=2))
-  machine = bench_util.cpu_description()
-  print(f"CPU: {machine['model']}, {machine['cores']} cores, "
-        f"{' '.join(machine['vector_extensions']) or 'no AVX'}; "
+  print(f"CPU: {bench_util.describe_cpu(report['cpu'])}; "
         f"{bench_util.describe_runtime(runtime)}")
   print(f"{_SPEC.value}, {_IMAGE_SIZE.value} px, batch {_BATCH_SIZE.value} per "
         f"task, {_ROUNDS.value} rounds; load average {load_before[0]:.2f} -> "

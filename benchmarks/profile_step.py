@@ -174,8 +174,7 @@ def main(argv):
 def _print(report: dict) -> None:
   cpu, runtime, results = report["cpu"], report["runtime"], report["results"]
   patches = list(results)
-  print(f"CPU: {cpu['model']}, {cpu['cores']} cores, "
-        f"{' '.join(cpu['vector_extensions']) or 'no AVX'}; TensorFlow "
+  print(f"CPU: {bench_util.describe_cpu(cpu)}; TensorFlow "
         f"{report['tensorflow']}, {bench_util.describe_runtime(runtime)}; threads "
         f"{report['threads'] or 'default'}; load average "
         f"{report['load_average_before'][0]:.2f} -> "

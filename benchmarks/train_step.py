@@ -213,11 +213,6 @@ def _build_worker(regime: str, size: int):
   return run, info
 
 
-def _cpu_seconds() -> float:
-  times = os.times()
-  return times.user + times.system
-
-
 def _serve(regime: str, size: int) -> None:
   """Worker: build, warm up, then answer `run N` / `quit` on stdin."""
   began = time.perf_counter()
@@ -228,9 +223,9 @@ def _serve(regime: str, size: int) -> None:
   for line in sys.stdin:
     command = line.split()
     if command[0] == "run":
-      cpu_began = _cpu_seconds()
+      cpu_began = bench_util.cpu_seconds()
       seconds = run(int(command[1]))
-      cpu_seconds = _cpu_seconds() - cpu_began
+      cpu_seconds = bench_util.cpu_seconds() - cpu_began
       print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds,
                         "peak_rss_mb": bench_util.peak_rss_mb()}), flush=True)
     else:
@@ -356,9 +351,8 @@ def main(argv):
     atomic.write_text_atomic(
         _OUTPUT.value,
         json.dumps(_report(results, load_before, began), indent=2))
-  cpu = bench_util.cpu_description()
-  print(f"CPU: {cpu['model']}, {cpu['cores']} cores, "
-        f"{' '.join(cpu['vector_extensions']) or 'no AVX'}; " + "; ".join(
+  print(f"CPU: {bench_util.describe_cpu(bench_util.cpu_description())}; "
+        + "; ".join(
             sorted({bench_util.describe_runtime(row.get("runtime"))
                     for rows in results.values() for row in rows.values()})))
   print(f"load average before {load_before[0]:.2f}, after "
