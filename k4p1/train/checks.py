@@ -50,6 +50,7 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
   check_choice("strategy", config.strategy, strategy_lib.STRATEGIES)
   check_choice("optimizer", config.optimizer, optimizers.OPTIMIZERS)
   check_choice("bn_stats", config.bn_stats, config_lib.BN_STATS)
+  check_choice("bn_init", config.bn_init, config_lib.BN_INIT)
   check_choice("shared", config.shared, config_lib.SHARED)
   check_choice("task_sampling", config.task_sampling, config_lib.TASK_SAMPLING)
   check_choice("mixed_precision", config.mixed_precision,

@@ -32,6 +32,11 @@ from k4p1.patches import litert
 # paper does not state its fine-tuning length; see BUILD_NOTES.md.
 DEFAULT_TRAIN_EPOCHS = 30.0
 BN_STATS = ("task", "frozen")
+# How a trained BN layer's scale and bias start: "preserve" re-parameterises
+# them so that, with the task's statistics, the layer computes the base's
+# function (k4p1.train.bn_init); "copy" takes the base's values as they are
+# (the paper-literal ablation).
+BN_INIT = ("preserve", "copy")
 SHARED = ("frozen", "trained")
 TASK_SAMPLING = ("all", "round_robin", "proportional")
 EXPERIMENTS = ("transfer", "pretrain", "multitask", "multires", "sequential")
@@ -40,7 +45,7 @@ TFLITE_QUANTIZATIONS = litert.QUANTIZATIONS
 # (the others, e.g. the number of steps, may change: the run resumes).
 IDENTITY_FIELDS = ("model", "weights", "alpha", "dataset", "task", "image_size",
                    "tasks", "task_names",
-                   "image_sizes", "resolutions", "patch", "bn_stats",
+                   "image_sizes", "resolutions", "patch", "bn_stats", "bn_init",
                    "add_missing_scales", "shared", "task_sampling", "sequential",
                    "pretrain", "eval_fraction", "image_key", "label_key",
                    "taps_threshold")
@@ -98,6 +103,13 @@ class RunConfig:
       "(scores start at 0.15).")
   bn_stats: str = _field("task", "BN statistics of patch BN layers: task "
                          "(re-estimated) or frozen (the base's).")
+  bn_init: str = _field(
+      "preserve", "Initial scales, biases and statistics of the BN layers a "
+      "run trains in training mode: preserve (measure each layer's input "
+      "statistics on the task's training split through the base, then set "
+      "gamma, beta and the moving statistics so that the layer computes the "
+      "base's function under the task's statistics) or copy (the base's "
+      "values as they are; the paper-literal ablation).", choices=BN_INIT)
   bn_momentum: Optional[float] = _field(
       None, "Momentum of training-mode BN layers (default: the model's, 0.999 "
       "for MobileNetV2); with PreciseBN on it only shapes mid-run checkpoints.")
