@@ -11,7 +11,8 @@ PAPER_DATASETS = ("imagenet2012", "cifar10", "cifar100", "cars196",
 
 
 def test_registry_holds_the_papers_datasets_and_offline_ones():
-  assert set(data.DATASETS) == set(PAPER_DATASETS) | {"mnist5k", "digits"}
+  assert set(data.DATASETS) == set(PAPER_DATASETS) | {"mnist5k", "mnistm5k",
+                                                       "digits"}
 
 
 @pytest.mark.parametrize("name", PAPER_DATASETS)

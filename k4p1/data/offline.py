@@ -1,10 +1,13 @@
-"""Offline datasets: real digits that need no network (`mnist5k`, `digits`).
+"""Offline datasets of real digits: mnist5k, mnistm5k and digits.
 
 `mnist5k` reads `mnist_5k.csv.gz` (784 pixel values 0-255 then the label, one
 image per row): the copy shipped in `k4p1/data/files/` by default, or any file
-the caller names. `digits` is scikit-learn's `load_digits` (8x8, values 0-16,
-rescaled here to 0-255). Decoded arrays are cached in memory, so building many
-pipelines over them (one per task and resolution) costs one parse.
+the caller names. `mnistm5k` is the same 5,000 digits, labels and order
+blended with colour photographs as MNIST-M was (mnistm.py: generated once,
+then cached on disk). `digits` is scikit-learn's `load_digits` (8x8, values
+0-16, rescaled here to 0-255). Decoded arrays are cached in memory, so
+building many pipelines over them (one per task and resolution) costs one
+parse.
 
 Splits hold out a fixed fraction of every class for evaluation, chosen by a
 seeded permutation per class: the same seed gives the same split everywhere.
@@ -21,16 +24,18 @@ from typing import Optional, Sequence
 from absl import logging
 import numpy as np
 
+from k4p1.data import mnistm
+
 MNIST5K_FILENAME = "mnist_5k.csv.gz"
 PACKAGED_MNIST5K = pathlib.Path(__file__).resolve().parent / "files" / MNIST5K_FILENAME
 EVAL_FRACTION = 0.2
-OFFLINE_DATASETS = ("mnist5k", "digits")
+OFFLINE_DATASETS = ("mnist5k", "mnistm5k", "digits")
 SPLITS = ("train", "test")
 
 
 @dataclasses.dataclass(frozen=True)
 class ArraySplit:
-  """Images uint8 [N, H, W, 1] and labels int32 [N] of one split."""
+  """Images uint8 [N, H, W, C] (C = 1, 3 for mnistm5k) and labels int32 [N]."""
   images: np.ndarray
   labels: np.ndarray
 
@@ -87,6 +92,34 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
+@functools.lru_cache(maxsize=4)
+def _load_mnistm5k_cached(digits_path: str, data_dir: Optional[str],
+                          cache: str) -> tuple[np.ndarray, np.ndarray]:
+  del cache  # Part of the key only: another cache may hold other files.
+  images, labels = load_mnist5k(digits_path)
+  return mnistm.load_mnistm5k(images, labels, data_dir)
+
+
+def load_mnistm5k(data_dir: Optional[os.PathLike] = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """The mnist5k digits as MNIST-M: colour, same labels and order.
+
+  Args:
+    data_dir: a directory that may hold `mnist_5k.csv.gz` (else the packaged
+      one), the generated `.npz` or the photos (see mnistm.py).
+
+  Returns:
+    (images uint8 [5000, 28, 28, 3], labels int32 [5000]), read-only and cached.
+
+  Raises:
+    DatasetNotPreparedError: the photos are needed but neither found nor
+      fetchable; the message says how to provide them.
+  """
+  digits = str(mnist5k_path(data_dir).resolve())
+  directory = None if data_dir is None else str(pathlib.Path(data_dir).resolve())
+  return _load_mnistm5k_cached(digits, directory, str(mnistm.cache_dir()))
+
+
 def mnist5k_path(data_dir: Optional[os.PathLike] = None) -> pathlib.Path:
   """Returns `<data_dir>/mnist_5k.csv.gz` if it exists, else the packaged file."""
   if data_dir is not None:
@@ -133,18 +166,21 @@ def load_split(name: str, split: str, label_subset: Optional[Sequence[int]] = No
   """Returns one split of an offline dataset, optionally restricted to some labels.
 
   Args:
-    name: "mnist5k" or "digits" (without label subset).
+    name: "mnist5k", "mnistm5k" or "digits" (without label subset).
     split: "train" or "test".
     label_subset: original labels to keep, renumbered 0..n-1 in this order.
-    data_dir: for mnist5k, a directory holding another `mnist_5k.csv.gz`.
+    data_dir: for mnist5k and mnistm5k, a directory holding another
+      `mnist_5k.csv.gz`; for mnistm5k, also one that may hold its photos or
+      its generated `.npz`.
     split_seed: seed of the per-class holdout.
     eval_fraction: fraction of each class in "test".
 
   Returns:
-    ArraySplit with images uint8 [N, H, W, 1] and labels int32 [N].
+    ArraySplit with images uint8 [N, H, W, C] and labels int32 [N].
 
   Raises:
     ValueError: for an unknown dataset or split.
+    DatasetNotPreparedError: mnistm5k's photos cannot be had.
   """
   if name not in OFFLINE_DATASETS:
     raise ValueError(f"Unknown offline dataset {name!r}; valid choices: "
@@ -153,6 +189,8 @@ def load_split(name: str, split: str, label_subset: Optional[Sequence[int]] = No
     raise ValueError(f"Unknown split {split!r} of {name!r}; valid choices: {SPLITS}.")
   if name == "mnist5k":
     images, labels = load_mnist5k(mnist5k_path(data_dir))
+  elif name == "mnistm5k":
+    images, labels = load_mnistm5k(data_dir)
   else:
     images, labels = load_digits()
   train_idx, eval_idx = holdout_indices(labels, eval_fraction, split_seed)

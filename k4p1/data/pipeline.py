@@ -127,7 +127,9 @@ def build_dataset(name: "str | registry.DatasetInfo",
       `distribute_datasets_from_function`, batch `global // num_replicas` per
       replica.
     data_dir: TFDS data directory (None: TFDS's default); for `mnist5k`, a
-      directory holding another `mnist_5k.csv.gz` (otherwise the packaged file).
+      directory holding another `mnist_5k.csv.gz` (otherwise the packaged file);
+      for `mnistm5k`, also one holding its photos or generated `.npz`
+      (otherwise the per-user cache, see mnistm.py).
     seed: seed of shuffling and augmentation.
     architecture: selects `preprocess_input` (see preprocess.ARCHITECTURE_PREPROCESS).
     manual_dir: TFDS manual directory for datasets downloaded by hand.

@@ -200,6 +200,20 @@ _BASE_DATASETS = (
         eval_examples_per_class=_MNIST5K_EVAL,
         augmentation=DIGITS_AUGMENTATION),
     DatasetInfo(
+        name="mnistm5k", tfds_name=None, train_split="train", eval_split="test",
+        num_classes=10, num_train_examples=sum(_MNIST5K_TRAIN),
+        num_eval_examples=sum(_MNIST5K_EVAL), image_size=64,
+        manual_download=False, source=SOURCE_OFFLINE, base_num_classes=10,
+        base_num_train_examples=sum(_MNIST5K_TRAIN),
+        notes="Offline: mnist5k's 5,000 digits (same labels and split) "
+              "blended with patches of colour photos as MNIST-M (28x28 RGB); "
+              "the photos come from the scikit-image wheel, fetched once (or "
+              "read from --data_dir), and the images are generated once and "
+              "cached (k4p1/data/mnistm.py).",
+        train_examples_per_class=_MNIST5K_TRAIN,
+        eval_examples_per_class=_MNIST5K_EVAL,
+        augmentation=DIGITS_AUGMENTATION),
+    DatasetInfo(
         name="digits", tfds_name=None, train_split="train", eval_split="test",
         num_classes=10, num_train_examples=sum(_DIGITS_TRAIN),
         num_eval_examples=sum(_DIGITS_EVAL), image_size=32,
