@@ -14,7 +14,12 @@ rerun continues where the last one stopped; `--row=N` (an index or a row id)
 runs one row, e.g. as one task of a cluster job array. `--seeds=0,1,2` (or
 a config's `SEEDS`) runs every row once per seed, into
 `<results_dir>/<row_id>-seed<N>` with `--seed=N`; the tables then show each
-cell as mean +- sample std (n) over its seeds. Each row's output goes
+cell as mean +- sample std (n) over its seeds. With `--validation_fraction=0.2`
+(passed to every row) each run holds out a seeded validation split of its
+training split and records its validation accuracy; for rows that differ
+only in learning rate, the tables then show test accuracy at the rate with
+the best mean validation accuracy over the seeds, not at a fixed rate
+(k4p1.report.selection). Each row's output goes
 to the terminal and to `<results_dir>/logs/<row_id>.log`; its command, exit
 code and wall time to `<results_dir>/logs/<row_id>.json`. Afterwards:
 `python -m experiments.make_tables --results_dir=<results_dir>`.

@@ -5,7 +5,9 @@ Usage:
       [--format=md,csv,png]
 
 Finds every results.json under --results_dir (any depth) and writes
-<out_dir>/tables.md, one <table_id>.csv per table and the PNG plots.
+<out_dir>/tables.md, one <table_id>.csv per table and the PNG plots. Runs
+made with --validation_fraction are shown at each row's learning rate
+selected on validation accuracy (the captions say so; k4p1.report.selection).
 """
 
 from absl import app

@@ -15,6 +15,7 @@ from k4p1.data import fgvc_aircraft
 from k4p1.data import folder
 from k4p1.data import offline
 from k4p1.data import preprocess
+from k4p1.data import validation
 from k4p1.data.catalog import default_image_size
 from k4p1.data.catalog import get_dataset_info
 from k4p1.data.catalog import prepare_dataset
@@ -51,4 +52,5 @@ __all__ = [
     "preprocess",
     "split_names",
     "tfds_mocked",
+    "validation",
 ]

@@ -18,6 +18,7 @@ from k4p1.data import folder
 from k4p1.data import registry
 from k4p1.data import tfds_any
 from k4p1.data import tfds_source
+from k4p1.data import validation
 
 
 def _check_applies(name: str, field: str, value, prefix: str) -> None:
@@ -31,7 +32,9 @@ def get_dataset_info(name: str, *, data_dir: Optional[os.PathLike] = None,
                      image_key: Optional[str] = None,
                      label_key: Optional[str] = None,
                      manual_dir: Optional[os.PathLike] = None,
-                     download: bool = True) -> registry.DatasetInfo:
+                     download: bool = True,
+                     validation_fraction: Optional[float] = None
+                     ) -> registry.DatasetInfo:
   """Resolves a dataset name (see the module docstring) into its DatasetInfo.
 
   Args:
@@ -43,14 +46,17 @@ def get_dataset_info(name: str, *, data_dir: Optional[os.PathLike] = None,
     image_key: `tfds:` datasets: the image feature (default: found).
     label_key: `tfds:` datasets: the ClassLabel feature (default: found).
     manual_dir, download: `tfds:` datasets: as `prepared_builder`.
+    validation_fraction: hold out this fraction of the training split as a
+      validation split (validation.py); None: no validation split.
 
   Returns:
     The DatasetInfo; for a label subset, classes and counts are the subset's.
 
   Raises:
     ValueError: an unknown dataset, a bad label subset, a folder or TFDS
-      dataset k4p1 cannot read (the message says why and what is valid), or
-      a keyword given for a kind of dataset it does not apply to.
+      dataset k4p1 cannot read (the message says why and what is valid), a
+      keyword given for a kind of dataset it does not apply to, or a
+      validation_fraction that leaves a class nothing to train on.
     DatasetNotPreparedError: a `tfds:` dataset is not prepared and cannot be.
   """
   if not isinstance(name, str):
@@ -59,12 +65,16 @@ def get_dataset_info(name: str, *, data_dir: Optional[os.PathLike] = None,
   _check_applies(name, "image_key", image_key, registry.TFDS_PREFIX)
   _check_applies(name, "label_key", label_key, registry.TFDS_PREFIX)
   if name.startswith(registry.FOLDER_PREFIX):
-    return folder.folder_info(name[len(registry.FOLDER_PREFIX):], eval_fraction)
-  if name.startswith(registry.TFDS_PREFIX):
-    return tfds_any.tfds_info(name, data_dir=data_dir, image_key=image_key,
+    info = folder.folder_info(name[len(registry.FOLDER_PREFIX):], eval_fraction)
+  elif name.startswith(registry.TFDS_PREFIX):
+    info = tfds_any.tfds_info(name, data_dir=data_dir, image_key=image_key,
                               label_key=label_key, manual_dir=manual_dir,
                               download=download)
-  return registry.lookup(name)
+  else:
+    info = registry.lookup(name)
+  if validation_fraction is None:
+    return info
+  return validation.with_validation(info, validation_fraction)
 
 
 def split_names(name: str) -> tuple[str, str]:

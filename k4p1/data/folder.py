@@ -28,6 +28,7 @@ import numpy as np
 
 from k4p1.data import offline
 from k4p1.data import registry
+from k4p1.data import validation
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLIT_FOLDERS = ("train", "test")
@@ -263,14 +264,16 @@ def split_files(info: registry.DatasetInfo, split: str,
 
   Args:
     info: a folder dataset's DatasetInfo (`folder_info`).
-    split: "train" or "test".
+    split: "train" or "test", or "validation" when `info` has one
+      (validation.py: then "train" excludes it).
     split_seed: seed of the holdout (same rule as the offline datasets:
       a permutation per class seeded with (seed, class)).
 
   Raises:
     ValueError: an unknown split or a DatasetInfo without files.
   """
-  if split not in SPLIT_FOLDERS:
+  source = validation.source_split(info, split)
+  if source not in SPLIT_FOLDERS:
     raise ValueError(f"Unknown split {split!r} of {info.name!r}; valid "
                      f"choices: {SPLIT_FOLDERS}.")
   if not info.files:
@@ -280,9 +283,12 @@ def split_files(info: registry.DatasetInfo, split: str,
   labels = np.array([f[1] for f in info.files], dtype=np.int32)
   folders = np.array([f[2] for f in info.files])
   if info.eval_fraction is None:
-    keep = np.flatnonzero(folders == split)
+    keep = np.flatnonzero(folders == source)
   else:
     train_idx, eval_idx = offline.holdout_indices(labels, info.eval_fraction,
                                                   split_seed)
-    keep = train_idx if split == "train" else eval_idx
+    keep = train_idx if source == "train" else eval_idx
+  carved = validation.carve(info, split, labels[keep], split_seed)
+  if carved is not None:
+    keep = keep[carved]
   return paths[keep], labels[keep]

@@ -22,6 +22,7 @@ from k4p1.data import offline
 from k4p1.data import preprocess
 from k4p1.data import registry
 from k4p1.data import tfds_source
+from k4p1.data import validation
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Upper bound of the shuffle buffer for TFDS datasets (images are decoded in it).
@@ -60,13 +61,19 @@ def _tfds_examples(info, builder, split, training, seed, input_context):
 
 
 def _offline_examples(info, split, data_dir, split_seed, input_context):
-  arrays = offline.load_split(info.base_name, split, info.label_subset,
-                              data_dir=data_dir, split_seed=split_seed)
-  ds = tf.data.Dataset.from_tensor_slices((arrays.images, arrays.labels))
+  arrays = offline.load_split(info.base_name,
+                              validation.source_split(info, split),
+                              info.label_subset, data_dir=data_dir,
+                              split_seed=split_seed)
+  images, labels = arrays.images, arrays.labels
+  keep = validation.carve(info, split, labels, split_seed)
+  if keep is not None:
+    images, labels = images[keep], labels[keep]
+  ds = tf.data.Dataset.from_tensor_slices((images, labels))
   if input_context is not None and input_context.num_input_pipelines > 1:
     ds = ds.shard(input_context.num_input_pipelines,
                   input_context.input_pipeline_id)
-  return ds, len(arrays.labels)
+  return ds, len(labels)
 
 
 def _ordered_examples(info, builder, split, training, shuffle, seed, data_dir,
@@ -117,8 +124,8 @@ def build_dataset(name: "str | registry.DatasetInfo",
     name: a dataset name as `get_dataset_info` takes it (`"mnist5k:0-4"`,
       `"folder:DIR"`, `"tfds:beans"`), or its resolved `DatasetInfo`.
     split: split name; TFDS split syntax (`"train[:90%]"`) for TFDS datasets,
-      `"train"` or `"test"` for offline and folder ones. See
-      `split_names(name)`.
+      `"train"` or `"test"` for offline and folder ones (and `"validation"`
+      when the info has one, see validation.py). See `split_names(name)`.
     global_batch_size: examples per step over all replicas.
     image_size: output side in pixels.
     training: True: seeded shuffle, augmentation, repeated forever,
@@ -135,7 +142,8 @@ def build_dataset(name: "str | registry.DatasetInfo",
     manual_dir: TFDS manual directory for datasets downloaded by hand.
     download: whether a TFDS dataset that is not prepared may be downloaded
       and prepared (only tried when its files or hosts are reachable).
-    split_seed: seed of the offline and folder datasets' train/test holdout.
+    split_seed: seed of the offline and folder datasets' train/test holdout
+      (and of their validation split).
     shuffle_buffer: shuffle buffer size; default: the whole split for offline
       datasets, min(split size, 10,000) for TFDS ones. Folder datasets
       always permute the whole split's file names, before decoding.
@@ -180,9 +188,12 @@ def build_dataset(name: "str | registry.DatasetInfo",
     # Checked here, before any strategy builds per-worker pipelines.
     builder = tfds_source.prepared_builder(info, data_dir=data_dir,
                                            manual_dir=manual_dir, download=download)
-  elif split not in offline.SPLITS:  # Also the folder datasets' splits.
+  elif validation.source_split(info, split) not in offline.SPLITS:
+    # Also the folder datasets' splits.
+    valid = offline.SPLITS + ((info.validation_split,) if info.validation_split
+                              else ())
     raise ValueError(f"Unknown split {split!r} of {info.name!r}; valid choices: "
-                     f"{offline.SPLITS}.")
+                     f"{valid}.")
   augmentation = info.augmentation
 
   def dataset_fn(input_context: Optional[tf.distribute.InputContext] = None):

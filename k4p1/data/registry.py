@@ -92,6 +92,12 @@ class DatasetInfo:
       (sizes the epoch of a label subset whose own count is unknown).
     eval_fraction: folder datasets without train/ and test/ folders: the
       fraction of each class held out for `eval_split`; else None.
+    validation_split: the split held out of the training split for
+      validation (`validation_fraction`; k4p1.data.validation), None without
+      one. With it, `train_split` and the train counts exclude it.
+    validation_fraction: the fraction of the training split it holds.
+    num_validation_examples: examples in `validation_split`, when known.
+    validation_examples_per_class: same per class, when known exactly.
     files: folder datasets: `(path, label, folder)` per image file, `folder`
       being "train" or "test" for a train/ and test/ layout, "" otherwise
       (the holdout is drawn when the pipeline is built).
@@ -119,6 +125,10 @@ class DatasetInfo:
   class_names: Optional[tuple[str, ...]] = None
   base_num_train_examples: Optional[int] = None
   eval_fraction: Optional[float] = None
+  validation_split: Optional[str] = None
+  validation_fraction: Optional[float] = None
+  num_validation_examples: Optional[int] = None
+  validation_examples_per_class: Optional[tuple[int, ...]] = None
   files: tuple = dataclasses.field(default=(), repr=False, compare=False)
 
   @property

@@ -11,6 +11,10 @@ renders them and `plots.py` draws them. Rules (see BUILD_NOTES.md):
 - A setting of one patch kind (`KIND_SETTINGS`, e.g. TAPS's `taps_lambda`)
   applies only to runs with that kind: only they are compared on it, and only
   their row labels name it.
+- Selected on validation: a cell whose runs recorded validation accuracies
+  (`validation_fraction`) takes the learning rate with the best mean
+  validation accuracy over its runs at each rate (`best_validation_lr`), and
+  holds the test accuracies of its runs at that rate.
 """
 
 import collections
@@ -36,7 +40,7 @@ KIND_SETTING_DEFAULTS = {"taps_lambda": 1.0, "taps_threshold": 0.1}
 # never share a cell. Seeds and paths are deliberately absent (averaged / ignored).
 SETTING_KEYS = ("weights", "bn_stats", "add_missing_scales", "alpha", "shared",
                 "task_sampling", "optimizer", "batch_size", "epochs", "train_steps",
-                "label_smoothing", "weight_decay") + tuple(KIND_SETTINGS)
+                "label_smoothing", "weight_decay", "validation_fraction") + tuple(KIND_SETTINGS)
 # The paper's dataset order (PAPER.md, "Experimental setup"), then the offline ones.
 DATASET_ORDER = ("imagenet2012", "cifar10", "cifar100", "cars196", "fgvc_aircraft",
                  "oxford_flowers102", "places365_small", "mnist5k", "digits")
@@ -75,11 +79,26 @@ class RowKey:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-  """Runs averaged into one table cell; `accuracies` are fractions, one per run."""
+  """Runs averaged into one table cell; `accuracies` are fractions, one per run.
+
+  `validation` holds the runs' validation accuracies (fractions, one per run)
+  when the cell's learning rate was selected on them; None otherwise.
+  """
   accuracies: tuple[float, ...]
   runs: tuple[collect.RunResult, ...]
   learning_rate: float | None = None
   paper: paper_lib.PaperNumber | None = None
+  validation: tuple[float, ...] | None = None
+
+  @property
+  def selected_on_validation(self) -> bool:
+    return self.validation is not None
+
+  @property
+  def validation_mean_pct(self) -> float | None:
+    if not self.validation:
+      return None
+    return 100.0 * math.fsum(self.validation) / len(self.validation)
 
   @property
   def n(self) -> int:
@@ -235,13 +254,51 @@ def slug(text: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:100]
 
 
-def make_cells(entries, pick_lr=None, paper_lookup=None):
+def best_validation_lr(members, validation):
+  """The learning rate whose runs have the best mean validation accuracy.
+
+  Args:
+    members: (run, ...) tuples of one cell, at any rates.
+    validation: f(run) -> its validation accuracy, or None.
+
+  Returns:
+    The rate (ties: the one nearest the paper's); None (no rate) when no run
+    has a validation accuracy. Runs without one do not count.
+  """
+  scores = collections.defaultdict(list)
+  for run, *_ in members:
+    if validation(run) is not None:
+      scores[run.learning_rate].append(validation(run))
+  if not scores:
+    return None
+  means = {lr: math.fsum(v) / len(v) for lr, v in scores.items()}
+  best = max(means.values())
+  return nearest_lr([lr for lr, m in means.items() if m == best], PAPER_LEARNING_RATE)
+
+
+def _validation_members(members, validation, column):
+  """(rate, its (run, accuracy) members, their validation accuracies), or None."""
+  if validation is None:
+    return None
+  held = {run.workdir: validation(run, column) for run, _ in members}
+  scored = [m for m in members if held[m[0].workdir] is not None]
+  if not scored:
+    return None
+  lr = best_validation_lr(scored, lambda run: held[run.workdir])
+  chosen = sorted((m for m in scored if m[0].learning_rate == lr), key=lambda m: m[0].workdir)
+  return lr, chosen, tuple(held[run.workdir] for run, _ in chosen)
+
+
+def make_cells(entries, pick_lr=None, paper_lookup=None, validation=None):
   """Groups (row, column, run, accuracy) entries into cells.
 
   Args:
     entries: iterable of (row, column, run, accuracy).
     pick_lr: if given, f(learning rates in the cell) -> the one to keep.
     paper_lookup: if given, f(row, column) -> PaperNumber | None.
+    validation: if given, f(run, column) -> the run's validation accuracy on
+      the column's task, or None. A cell whose runs have one keeps its runs at
+      `best_validation_lr` instead of `pick_lr`'s rate (`Cell.validation`).
 
   Returns:
     {(row, column): Cell}.
@@ -252,6 +309,12 @@ def make_cells(entries, pick_lr=None, paper_lookup=None):
   cells = {}
   for key, members in grouped.items():
     lr = None
+    selected = _validation_members(members, validation, key[1])
+    if selected is not None:
+      lr, members, held = selected
+      cells[key] = Cell(tuple(acc for _, acc in members), tuple(run for run, _ in members), lr,
+                        paper_lookup(*key) if paper_lookup else None, validation=held)
+      continue
     if pick_lr is not None:
       lr = pick_lr([run.learning_rate for run, _ in members])
       members = [(run, acc) for run, acc in members if run.learning_rate == lr]

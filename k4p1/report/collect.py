@@ -41,11 +41,15 @@ class TaskResult:
   """One task's evaluation in a run. `accuracy` is a fraction in [0, 1].
 
   `taps` is the task's TAPS gate summary; None unless the patch has "taps".
+  `validation_accuracy` (a fraction) and `validation_examples`: the task's
+  validation split (runs with `validation_fraction`), else None.
   """
   accuracy: float
   num_classes: int | None = None
   examples: int | None = None
   taps: TapsSummary | None = None
+  validation_accuracy: float | None = None
+  validation_examples: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,15 +196,20 @@ def _parse_tasks(path: pathlib.Path, tasks: Any) -> dict[str, TaskResult]:
     where = f"tasks[{name!r}]"
     if not isinstance(task, dict):
       raise _fail(path, f"{where} must be an object, got {task!r}")
-    accuracy = task.get("accuracy")
-    if not _is_number(accuracy) or not 0.0 <= accuracy <= 1.0:
-      raise _fail(path, f"{where}['accuracy'] must be a fraction in [0, 1], got {accuracy!r}")
-    for key in ("num_classes", "examples"):
+    for key in ("accuracy", "validation_accuracy"):
+      value = task.get(key)
+      if (key == "accuracy" or value is not None) and (
+          not _is_number(value) or not 0.0 <= value <= 1.0):
+        raise _fail(path, f"{where}[{key!r}] must be a fraction in [0, 1], got {value!r}")
+    for key in ("num_classes", "examples", "validation_examples"):
       if task.get(key) is not None and not _is_int(task[key]):
         raise _fail(path, f"{where}[{key!r}] must be an integer, got {task[key]!r}")
-    parsed[str(name)] = TaskResult(float(accuracy), task.get("num_classes"),
+    validation = task.get("validation_accuracy")
+    parsed[str(name)] = TaskResult(float(task["accuracy"]), task.get("num_classes"),
                                    task.get("examples"),
-                                   _parse_taps(path, f"{where}['taps']", task.get("taps")))
+                                   _parse_taps(path, f"{where}['taps']", task.get("taps")),
+                                   None if validation is None else float(validation),
+                                   task.get("validation_examples"))
   return parsed
 
 

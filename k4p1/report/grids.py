@@ -9,6 +9,10 @@ follow `cells.py` (see BUILD_NOTES.md). Table rules:
   paper's 0.045), and a cell holds only its runs at that rate -- or, if it has
   none, at its rate nearest to it (the cell then says which). Every transfer
   column with runs at two or more learning rates also gets a sweep grid.
+- Selected on validation: a transfer cell whose runs recorded validation
+  accuracies (`validation_fraction`) holds its runs at the rate with the best
+  mean validation accuracy instead (`cells.best_validation_lr`); sweep cells
+  carry their validation accuracies too.
 - Transfer runs whose weights start with "ssd_tf1:" / "ssd_tf2:" form the
   separate SSD -> ImageNet table (paper claim 1).
 - A transfer dataset with TAPS runs also gets a TAPS grid (`taps.py`).
@@ -65,7 +69,7 @@ def _transfer_grids(kind: str, model: str, runs: list[collect.RunResult]) -> lis
   cells = cells_lib.make_cells(
       entries, pick_lr=lambda lrs: cells_lib.nearest_lr(set(lrs), main_lr),
       paper_lookup=lambda row, column: paper_lib.paper_transfer_accuracy(
-          model, column[0], row.kinds))
+          model, column[0], row.kinds), validation=_validation_accuracy)
   if kind == "ssd_to_imagenet":
     title = f"SSD feature extractor -> ImageNet classifier ({model}; paper claim 1)"
   else:
@@ -82,8 +86,9 @@ def _transfer_grids(kind: str, model: str, runs: list[collect.RunResult]) -> lis
     sweep_runs = list({e[2].workdir: e[2] for e in column_entries}.values())
     sweep_varying, sweep_shared = split_settings(sweep_runs, SETTING_KEYS)
     sweep_cells = cells_lib.make_cells(
-        (row_key(run, sweep_varying), run.learning_rate, run, acc)
-        for _, _, run, acc in column_entries if run.learning_rate is not None)
+        ((row_key(run, sweep_varying), run.learning_rate, run, acc)
+         for _, _, run, acc in column_entries if run.learning_rate is not None),
+        validation=lambda run, _, task=column[0]: _validation_accuracy(run, (task,)))
     prefix = "ssd_" if kind == "ssd_to_imagenet" else ""
     grids.append(Grid(
         "lr_sweep", slug(f"{prefix}lr_sweep_{model}_{labels[column]}"),
@@ -93,6 +98,11 @@ def _transfer_grids(kind: str, model: str, runs: list[collect.RunResult]) -> lis
         sweep_cells, cells_lib.caption_settings(model, sweep_runs, sweep_shared),
         dataset=labels[column]))
   return grids
+
+
+def _validation_accuracy(run: collect.RunResult, column) -> float | None:
+  """The run's validation accuracy on the column's task (None: not recorded)."""
+  return run.tasks[column[0]].validation_accuracy
 
 
 def build_transfer_grids(runs: Sequence[collect.RunResult]) -> list[Grid]:

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from k4p1.report import grids as grids_lib
 from k4p1.report import paper
+from k4p1.report import selection
 from k4p1.report import taps as taps_lib
 
 NO_RUN = "—"
@@ -68,13 +69,16 @@ def _csv_span(values: Sequence, fmt=str) -> str:
 
 
 def format_accuracy(cell: grids_lib.Cell | None, main_lr: float | None = None) -> str:
-  """"90.1", "90.1 ± 0.3 (n=3)", with " @lr=0.1" when not at the table's main rate."""
+  """"90.1", "90.1 ± 0.3 (n=3)", with " @lr=0.1" when not at the table's main rate.
+
+  A cell whose rate was selected on validation always names it (given `main_lr`).
+  """
   if cell is None:
     return NO_RUN
   text = f"{cell.mean_pct:.1f}"
   if cell.n > 1:
     text += f" ± {cell.std_pct:.1f} (n={cell.n})"
-  if main_lr is not None and cell.learning_rate != main_lr:
+  if main_lr is not None and (cell.learning_rate != main_lr or cell.selected_on_validation):
     text += f" @lr={cell.learning_rate:g}" if cell.learning_rate is not None else " @lr=unset"
   return text
 
@@ -143,11 +147,9 @@ def _transfer_table(grid: grids_lib.Grid) -> Table:
       csv_row += values[:4] + [_paper_text(cell)] + values[4:]
     md_rows.append(md_row)
     csv_rows.append(csv_row)
-  lr = grid.main_learning_rate
+  _add_validation_csv(grid, csv_header, csv_rows)
   caption = ["Top-1 accuracy (%) after training each patch on each dataset. "
-             + _settings_sentence(grid),
-             "Learning rate: " + (f"{lr:g}" if lr is not None else "not recorded")
-             + "; a cell with no run at it shows its runs at the nearest rate (@lr=...)."]
+             + _settings_sentence(grid), selection.transfer_lr_sentence(grid)]
   sources = sorted({c.paper.source for c in grid.cells.values() if c.paper})
   if sources:
     caption.append("Paper numbers: " + "; ".join(sources) + ".")
@@ -159,22 +161,34 @@ def _transfer_table(grid: grids_lib.Grid) -> Table:
   return _table(grid, " ".join(caption), md_header, md_rows, csv_header, csv_rows)
 
 
+def _add_validation_csv(grid: grids_lib.Grid, csv_header, csv_rows) -> None:
+  """Appends each column's mean validation accuracy when the grid has any."""
+  if not selection.selected_cells(grid):
+    return
+  csv_header += [f"{grid.column_labels[c]} validation accuracy %" for c in grid.columns]
+  for row, csv_row in zip(grid.rows, csv_rows):
+    csv_row += [selection.validation_csv(grid.cells.get((row, c))) for c in grid.columns]
+
+
 def _sweep_table(grid: grids_lib.Grid) -> Table:
   labels = [grid.column_labels[c] for c in grid.columns]
   md_rows, csv_rows = [], []
+  chosen = selection.selected_rates(grid)
   for row in grid.rows:
     cells = [grid.cells.get((row, c)) for c in grid.columns]
-    md_rows.append([row.label] + [format_accuracy(c) for c in cells]
-                   + [format_params(grid.row_runs(row))])
+    md_rows.append([row.label] + [
+        format_accuracy(cell) + selection.sweep_cell_suffix(cell, chosen.get(row, ()) == lr)
+        for lr, cell in zip(grid.columns, cells)] + [format_params(grid.row_runs(row))])
     csv_rows.append(_row_csv_start(row) + [v for c in cells for v in _cell_csv(c)])
-  caption = (f"Top-1 accuracy (%) on {grid.dataset} at each learning rate. "
-             f"{_settings_sentence(grid)} "
+  csv_header = ["patch", "settings"] + [h for label in labels for h in _cell_csv_header(label)]
+  _add_validation_csv(grid, csv_header, csv_rows)
+  caption = (f"Top-1 accuracy (%) on {grid.dataset} at each learning rate"
+             f"{selection.sweep_sentence(grid) or '.'} {_settings_sentence(grid)} "
              "The paper shows this sweep in Appendix B.2 (Figure 9: with small patches, accuracy "
              "grows with the learning rate, unlike full fine-tuning); its numbers are not "
              f"available here: {paper.NOT_AVAILABLE}.")
   return _table(grid, caption, ["patch"] + labels + ["trained params (% of model)"], md_rows,
-                ["patch", "settings"] + [h for label in labels for h in _cell_csv_header(label)],
-                csv_rows)
+                csv_header, csv_rows)
 
 
 def _system_columns(runs) -> tuple[list[str], list[str]]:

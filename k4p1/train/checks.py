@@ -95,6 +95,7 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
       not 0.0 < config.eval_fraction < 1.0):
     raise ValueError(f"eval_fraction must be in (0, 1), got "
                      f"{config.eval_fraction!r}.")
+  _check_validation_fraction(config.validation_fraction)
   if config.weight_decay < 0:
     raise ValueError(f"weight_decay must be >= 0, got {config.weight_decay!r}.")
   for name, minimum in (("lr_reference_batch", 1), ("precise_bn_batches", 0),
@@ -107,6 +108,15 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
     raise ValueError(f"tpu_address={config.tpu_address!r} needs strategy "
                      f"'tpu', not {config.strategy!r}.")
   return spec
+
+
+def _check_validation_fraction(value) -> None:
+  if value is not None and (isinstance(value, bool) or
+                            not isinstance(value, (int, float)) or
+                            not 0.0 < value < 1.0):
+    raise ValueError(f"validation_fraction must be in (0, 1) (the fraction of "
+                     "each task's training split held out for validation), "
+                     f"got {value!r}.")
 
 
 def _check_taps(config, spec) -> None:

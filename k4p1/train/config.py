@@ -48,7 +48,7 @@ IDENTITY_FIELDS = ("model", "weights", "alpha", "dataset", "task", "image_size",
                    "image_sizes", "resolutions", "patch", "bn_stats", "bn_init",
                    "add_missing_scales", "shared", "task_sampling", "sequential",
                    "pretrain", "eval_fraction", "image_key", "label_key",
-                   "taps_threshold")
+                   "taps_threshold", "validation_fraction")
 
 # A setting given on top of others (a flag over a config file, a table row
 # over its table's base) replaces the settings it excludes: --train_steps
@@ -175,6 +175,16 @@ class RunConfig:
       None, "folder:DIR datasets without train/ and test/ folders: fraction "
       "of each class held out for evaluation (seeded, stratified; default "
       "0.2).")
+  validation_fraction: Optional[float] = _field(
+      None, "Hold out this fraction of every task's training split as a "
+      "validation split, in (0, 1): training, PreciseBN and everything else "
+      "that reads the training split use the rest, and the end-of-run "
+      "evaluation also reports each task's validation accuracy (results.json "
+      "tasks.<task>.validation_accuracy), on which make_tables picks each "
+      "row's learning rate. Offline and folder datasets: per class, seeded, "
+      "stratified; TFDS datasets: the split's last fraction in TFDS's record "
+      "order (train[80%:]), not stratified. Default: none (train on the "
+      "whole split).")
   image_key: Optional[str] = _field(
       None, "tfds: datasets: the image feature (default: the single Image "
       "feature, or the supervised_keys one).")

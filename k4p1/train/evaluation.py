@@ -4,7 +4,8 @@
 (PreciseBN over the trained tasks' training data, `precise_bn.for_run`),
 computes each task's accuracy on its eval split, logs it and writes it to
 TensorBoard. One task: `eval/accuracy`; K tasks: `eval/<task>/accuracy` for
-each and their mean as `eval/accuracy`.
+each and their mean as `eval/accuracy`. With `validation_fraction`, the same
+on each task's validation split under `eval/validation/...`.
 """
 
 import time
@@ -73,14 +74,23 @@ class Evaluator:
     self._tasks = plan.tasks
     self._write = write_scalars
     self._refresh_bn = bn_statistics_updater(plan, task_models, strategy)
-    self._accuracy_fns = [
-        eval_lib.make_accuracy_fn(model, data.build_dataset(
-            task.dataset, task.dataset.eval_split,
-            global_batch_size=config.batch_size, image_size=task.image_size,
-            training=False, strategy=strategy, data_dir=config.data_dir,
-            seed=config.seed, architecture=config.model), strategy,
-            # Fused inference BN: the `inference` benchmark's forward pass.
-            trace_context=fused_batch_norm.fused_batch_norm)
+
+    def accuracy_fn(task, model, split):
+      if split is None:
+        return None
+      return eval_lib.make_accuracy_fn(model, data.build_dataset(
+          task.dataset, split, global_batch_size=config.batch_size,
+          image_size=task.image_size, training=False, strategy=strategy,
+          data_dir=config.data_dir, seed=config.seed,
+          architecture=config.model), strategy,
+          # Fused inference BN: the `inference` benchmark's forward pass.
+          trace_context=fused_batch_norm.fused_batch_norm)
+
+    self._accuracy_fns = [accuracy_fn(task, model, task.dataset.eval_split)
+                          for task, model in zip(plan.tasks, task_models)]
+    # `validation_fraction`: each task's held-out part of its training split.
+    self._validation_fns = [
+        accuracy_fn(task, model, task.dataset.validation_split)
         for task, model in zip(plan.tasks, task_models)]
     self.bn_statistics = {}
     self.per_task = {}
@@ -92,15 +102,27 @@ class Evaluator:
       One task: {"eval/accuracy", "examples"}; K tasks: per task
       "eval/<task>/accuracy" and "eval/<task>/examples", and the mean
       "eval/accuracy". `self.per_task` then maps each task name to
-      {"accuracy", "examples"}.
+      {"accuracy", "examples"}. With validation splits, also
+      "eval/validation/accuracy" (one task: and "validation_examples"; K
+      tasks: "eval/validation/<task>/accuracy" and ".../examples", the
+      accuracy the mean), and each task's `per_task` entry
+      "validation_accuracy" and "validation_examples".
     """
     self.bn_statistics = self._refresh_bn()  # Before every eval and write.
     self.per_task = {}
-    for task, accuracy_fn in zip(self._tasks, self._accuracy_fns):
+    for task, accuracy_fn, validation_fn in zip(
+        self._tasks, self._accuracy_fns, self._validation_fns):
       result = accuracy_fn()
-      self.per_task[task.name] = result
       logging.info("eval at step %d: %s accuracy %.4f on %d examples.", step,
                    task.name, result["accuracy"], result["examples"])
+      if validation_fn is not None:
+        held = validation_fn()
+        result = dict(result, validation_accuracy=held["accuracy"],
+                      validation_examples=held["examples"])
+        logging.info("eval at step %d: %s validation accuracy %.4f on %d "
+                     "examples.", step, task.name, held["accuracy"],
+                     held["examples"])
+      self.per_task[task.name] = result
     if len(self._tasks) == 1:
       (result,) = self.per_task.values()
       metrics = {"eval/accuracy": result["accuracy"],
@@ -112,5 +134,24 @@ class Evaluator:
         metrics[f"eval/{name}/examples"] = result["examples"]
       metrics["eval/accuracy"] = float(np.mean(
           [r["accuracy"] for r in self.per_task.values()]))
+    metrics.update(_validation_metrics(self.per_task))
     self._write(step, {k: v for k, v in metrics.items() if k.endswith("accuracy")})
     return metrics
+
+
+def _validation_metrics(per_task: dict) -> dict:
+  """The validation entries of `Evaluator`'s metrics (see its `__call__`)."""
+  held = {name: r for name, r in per_task.items() if "validation_accuracy" in r}
+  if not held:
+    return {}
+  if len(per_task) == 1:
+    (result,) = held.values()
+    return {"eval/validation/accuracy": result["validation_accuracy"],
+            "validation_examples": result["validation_examples"]}
+  metrics = {}
+  for name, result in held.items():
+    metrics[f"eval/validation/{name}/accuracy"] = result["validation_accuracy"]
+    metrics[f"eval/validation/{name}/examples"] = result["validation_examples"]
+  metrics["eval/validation/accuracy"] = float(np.mean(
+      [r["validation_accuracy"] for r in held.values()]))
+  return metrics

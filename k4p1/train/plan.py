@@ -31,7 +31,8 @@ model_task_name = checks.model_task_name
 default_task_name = checks.default_task_name
 # Settings that change how a dataset name reads (a sequential run inherits
 # them from the first run of its workdir).
-_DATA_FIELDS = ("eval_fraction", "image_key", "label_key")
+_DATA_FIELDS = ("eval_fraction", "image_key", "label_key",
+                "validation_fraction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +110,8 @@ def dataset_info(config: config_lib.RunConfig, name: str) -> data.DatasetInfo:
   """Resolves dataset `name` with the config's data settings.
 
   `eval_fraction` goes to folder datasets, `image_key` and `label_key` to
-  `tfds:` ones (the others reject them).
+  `tfds:` ones (the others reject them); `validation_fraction` to every
+  dataset (its train split then excludes the validation split).
   """
   folder = name.startswith(data.FOLDER_PREFIX)
   tfds_name = name.startswith(data.TFDS_PREFIX)
@@ -117,7 +119,8 @@ def dataset_info(config: config_lib.RunConfig, name: str) -> data.DatasetInfo:
       name, data_dir=config.data_dir,
       eval_fraction=config.eval_fraction if folder else None,
       image_key=config.image_key if tfds_name else None,
-      label_key=config.label_key if tfds_name else None)
+      label_key=config.label_key if tfds_name else None,
+      validation_fraction=config.validation_fraction)
 
 
 def _check_data_fields(config, tasks) -> None:
