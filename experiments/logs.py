@@ -7,7 +7,8 @@ TensorFlow's:
 
 - `import tensorflow` writes C++ lines to stderr before logging is set up
   ("All log messages before absl::InitializeLog()", "Could not find cuda
-  drivers", the CPU-instructions notice). `import_tensorflow_quietly` captures
+  drivers", the CPU-instructions notice, oneDNN's "custom operations are
+  on"). `import_tensorflow_quietly` captures
   the import's stderr and replays everything but those lines, and sets
   `TF_CPP_MIN_LOG_LEVEL` (if unset) to hide TensorFlow's later C++ INFO lines,
   and on a machine without an NVIDIA driver its C++ errors too (the CUDA
@@ -34,7 +35,9 @@ IMPORT_CHATTER = re.compile(
     r"All log messages before absl::InitializeLog\(\)|cudart_stub\.cc|"
     r"cpu_feature_guard\.cc|^To enable the following instructions|"
     r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already "
-    r"registered|TF-TRT Warning")
+    r"registered|TF-TRT Warning|"
+    # On by default on AVX-512 CPUs (README "CPU speed" says which is active).
+    r"oneDNN custom operations are on")
 # TensorFlow Python log messages that are chatter at INFO verbosity.
 TF_CHATTER = re.compile(r"^Sharding callback duration")
 

@@ -27,6 +27,7 @@ CHECKPOINT_SOURCES = ("slim", "ssd_tf1", "ssd_tf2")
 # keeps the two in step) and what each one trains, whatever the architecture.
 _KIND_TARGETS = {
     "logits": "a new Dense head per task on the pooled features",
+    "stats": "BatchNormalization moving statistics only (a control)",
     "scale_bias": "BatchNormalization gammas and betas",
     "scale": "BatchNormalization gammas",
     "bias": "BatchNormalization betas",

@@ -59,6 +59,8 @@ _TRAIN_SCRIPT = textwrap.dedent("""
       out["bfc_stats"] = bool(tf.config.experimental.get_memory_info("CPU:0"))
     except ValueError:
       out["bfc_stats"] = False
+    from tensorflow.python.util import _pywrap_util_port
+    out["onednn"] = bool(_pywrap_util_port.IsMklEnabled())
     print("RESULT " + json.dumps(out))
     """)
 
@@ -86,7 +88,13 @@ def test_import_k4p1_pools_cpu_memory_unless_told_otherwise(tmp_path):
 def test_training_steps_are_the_same_under_both_cpu_allocators(tmp_path):
   pooled = _run_child(tmp_path, _TRAIN_SCRIPT, None)  # k4p1's default.
   plain = _run_child(tmp_path, _TRAIN_SCRIPT, "false")
-  assert pooled.pop("bfc_stats") and not plain.pop("bfc_stats")
+  onednn = plain.pop("onednn")
+  assert pooled.pop("onednn") == onednn
+  assert pooled.pop("bfc_stats")
+  # With oneDNN on (AVX-512 CPUs, or TF_ENABLE_ONEDNN_OPTS=1) TensorFlow keeps
+  # its pooled allocator whatever TF_CPU_ALLOCATOR_USE_BFC says: both runs
+  # pool, and the check below still holds. Without oneDNN, "false" is malloc.
+  assert plain.pop("bfc_stats") == onednn
   for spec, expected in plain.items():
     assert np.all(np.isfinite(expected["losses"]))
     # The allocator changes where tensors live, not what is computed.

@@ -2,14 +2,15 @@
 
 from k4p1.patches.inject import apply_patch
 from k4p1.patches.inject import BN_STATS
-from k4p1.patches.inject import count_params
-from k4p1.patches.inject import describe_targets
+from k4p1.patches.accounting import count_params
+from k4p1.patches.accounting import describe_targets
 from k4p1.patches.inject import leaf_layers
 from k4p1.patches.inject import named_patch_variables
 from k4p1.patches.inject import named_shared_variables
 from k4p1.patches.inject import patch_info
 from k4p1.patches.inject import patch_variables
 from k4p1.patches.inject import PatchInfo
+from k4p1.patches.inject import set_bn_init
 from k4p1.patches.inject import set_bn_statistics
 from k4p1.patches.inject import set_shared_trainable
 from k4p1.patches.inject import shared_variables

@@ -50,6 +50,9 @@ class PatchInfo:
       layers were last set: {"method": "moving_average"} (training's
       exponential averages) or {"method": "precise_bn", ...} (population
       statistics, `k4p1.train.precise_bn`). Saved in spec.json.
+    bn_init: how the scales, biases and statistics of those layers started:
+      {"method": "copy"} (the base's values, as injected) or {"method":
+      "preserve", ...} (`k4p1.train.bn_init`). Saved in spec.json.
     taps_threshold: the gate threshold of `taps` layers (None without them).
   """
   spec: spec_lib.PatchSpec
@@ -64,6 +67,7 @@ class PatchInfo:
   head_is_patch: bool
   bn_statistics: dict = dataclasses.field(
       default_factory=lambda: {"method": "moving_average"})
+  bn_init: dict = dataclasses.field(default_factory=lambda: {"method": "copy"})
   taps_threshold: float | None = None
 
 
@@ -100,6 +104,13 @@ def set_bn_statistics(model: keras.Model, record: dict) -> None:
     info.bn_statistics = dict(record)
 
 
+def set_bn_init(model: keras.Model, record: dict) -> None:
+  """Records how a task model's BN layers were initialised (no-op for other models)."""
+  info = getattr(model, _INFO_ATTRIBUTE, None)
+  if isinstance(info, PatchInfo):
+    info.bn_init = dict(record)
+
+
 def leaf_layers(model: keras.Model):
   """Yields the non-model layers of `model`, descending into nested models."""
   for layer in model.layers:
@@ -109,7 +120,7 @@ def leaf_layers(model: keras.Model):
       yield layer
 
 
-def _targets(base: keras.Model, spec, add_missing_scales: bool) -> list:
+def target_layers(base: keras.Model, spec, add_missing_scales: bool) -> list:
   """Base layers that become per-task copies; raises on kinds matching nothing."""
   leaves = list(leaf_layers(base))
   if spec.is_full:
@@ -118,7 +129,7 @@ def _targets(base: keras.Model, spec, add_missing_scales: bool) -> list:
   for kind in sorted(spec.kinds - {"logits"}):
     target = spec_lib.KIND_TARGETS[kind]
     matched = [l for l in leaves if isinstance(l, target.layer_classes)]
-    if target.variables is not None:
+    if target.variables:
       # A BN layer qualifies if it has any targeted variable: `scale_bias` on
       # InceptionV3's scale-less BN is beta-only.
       matched = [l for l in matched
@@ -149,7 +160,7 @@ def _kind_matches(leaves, kind, add_missing_scales) -> bool:
   target = spec_lib.KIND_TARGETS[kind]
   return any(
       isinstance(l, target.layer_classes) and
-      (target.variables is None or
+      (not target.variables or
        any(_bn_has(l, v, add_missing_scales) for v in target.variables))
       for l in leaves)
 
@@ -184,6 +195,10 @@ def _validate(task, num_classes, head, spec, bn_stats):
   if bn_stats not in BN_STATS:
     raise ValueError(f"bn_stats={bn_stats!r} is invalid; valid choices: "
                      f"{', '.join(BN_STATS)}.")
+  if "stats" in spec and bn_stats == "frozen":
+    raise ValueError(f"Patch spec '{spec}' gives the task its own BN "
+                     "statistics ('stats'), which bn_stats='frozen' forbids; "
+                     "use bn_stats='task', or drop 'stats'.")
   if spec.has_logits:
     if head is not None:
       raise ValueError(f"Patch spec '{spec}' creates its own head "
@@ -247,7 +262,7 @@ def apply_patch(base: keras.Model,
         f"Base model {base.name!r} must output one feature vector [batch, "
         f"features]; its outputs are {[tuple(o.shape) for o in base.outputs]}. "
         "Build it with pooling='avg'.")
-  targets = _targets(base, spec, add_missing_scales)
+  targets = target_layers(base, spec, add_missing_scales)
   target_ids = {id(l) for l in targets}
   copies = {}
 
@@ -347,51 +362,3 @@ def named_shared_variables(task_model: keras.Model) -> dict:
     for variable in info.head.weights:
       named[f"{HEAD_KEY}/{variable.name}"] = variable
   return named
-
-
-def count_params(task_model: keras.Model) -> dict:
-  """Counts a task model's parameters the way the paper's tables do.
-
-  Returns:
-    A dict with `patch_trainable` (what training updates), `patch_stored`
-    (what the patch file holds: adds the task's BN statistics and variables
-    frozen per variable, and leaves out the residuals of closed `taps`
-    gates), `shared` (the base's variables the task reuses) and `total`
-    (`patch_stored + shared`).
-  """
-  own = named_patch_variables(task_model)
-  closed = taps_lib.closed_residual_keys(patch_info(task_model).patch_layers)
-  trainable = sum(int(v.numpy().size) for v in own.values() if v.trainable)
-  stored = sum(int(v.numpy().size) for k, v in own.items() if k not in closed)
-  shared = sum(int(v.numpy().size) for v in shared_variables(task_model))
-  return {"patch_trainable": trainable, "patch_stored": stored,
-          "shared": shared, "total": stored + shared}
-
-
-def describe_targets(base: keras.Model, add_missing_scales: bool = False) -> dict:
-  """What each patch kind targets in `base`: {kind: {"layers", "trainable"}}.
-
-  Kinds that match no layer are left out; `logits` is model-independent.
-  """
-  table = {}
-  for kind in spec_lib.KINDS:
-    if kind in ("logits", "full"):
-      continue
-    spec = spec_lib.PatchSpec(frozenset({kind}))
-    try:
-      layers = _targets(base, spec, add_missing_scales)
-    except ValueError:
-      continue
-    variables = spec_lib.KIND_TARGETS[kind].variables
-    if kind == "taps":  # A residual per kernel, and a score, per layer.
-      table[kind] = {"layers": len(layers), "trainable": sum(
-          int(l.kernel.numpy().size) + 1 for l in layers)}
-      continue
-    # By variable name, not `trainable_weights`: the base may already be frozen.
-    trainable = sum(
-        int(v.numpy().size) for l in layers for v in l.weights
-        if (v.name in variables if variables else "moving" not in v.name))
-    if add_missing_scales and "gamma" in (variables or ()):
-      trainable += sum(int(l.beta.shape[0]) for l in layers if not l.scale)
-    table[kind] = {"layers": len(layers), "trainable": trainable}
-  return table

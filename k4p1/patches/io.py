@@ -86,6 +86,7 @@ def _spec_json(task_model, arrays) -> dict:
       "image_size": [shape[1], shape[2]],
       "bn_stats": info.bn_stats,
       "bn_statistics": info.bn_statistics,
+      "bn_init": info.bn_init,
       "add_missing_scales": info.add_missing_scales,
       "has_head": info.head_is_patch,
       "taps_threshold": info.taps_threshold,
@@ -249,4 +250,6 @@ def load_patch(base, path: str, strict: bool = True, head=None):
                          "are not those of its closed TAPS gates.")
   inject.set_bn_statistics(task_model, spec.get("bn_statistics",
                                                 {"method": "moving_average"}))
+  # Files written before bn_init existed started from the base's values.
+  inject.set_bn_init(task_model, spec.get("bn_init", {"method": "copy"}))
   return task_model

@@ -12,7 +12,8 @@ import difflib
 import keras
 
 # Canonical order, used for printing specs and in tables.
-KINDS = ("logits", "scale_bias", "scale", "bias", "depthwise", "taps", "full")
+KINDS = ("logits", "stats", "scale_bias", "scale", "bias", "depthwise", "taps",
+         "full")
 _BN = keras.layers.BatchNormalization
 _DW = keras.layers.DepthwiseConv2D
 
@@ -34,6 +35,12 @@ class KindTarget:
 
 KIND_TARGETS = {
     "logits": KindTarget((), None, "a new Dense head per task on the pooled features"),
+    # A control, not a patch of the paper: the task's own BN statistics with
+    # no trained scale or bias (it separates what S/B gains from statistics).
+    "stats": KindTarget((_BN,), (),
+                        "BatchNormalization moving statistics only: the task's "
+                        "own, re-estimated in training (gammas and betas are "
+                        "not trained)"),
     "scale_bias": KindTarget((_BN,), ("gamma", "beta"),
                              "BatchNormalization gammas and betas (+ the task's own "
                              "moving statistics)"),
@@ -48,7 +55,7 @@ KIND_TARGETS = {
                        "opens (TAPS)"),
     "full": KindTarget((), None, "every layer: an independent fine-tuned copy with its own head"),
 }
-BN_KINDS = frozenset({"scale_bias", "scale", "bias"})
+BN_KINDS = frozenset({"stats", "scale_bias", "scale", "bias"})
 
 
 def _valid_choices() -> str:
@@ -99,6 +106,8 @@ class PatchSpec:
     if {"scale", "bias"} <= kinds or "scale_bias" in kinds:
       kinds -= {"scale", "bias"}
       kinds.add("scale_bias")
+    if "stats" in kinds and kinds & (BN_KINDS - {"stats"}):
+      kinds.discard("stats")  # Every BN kind already owns its statistics.
     if "full" in kinds:
       kinds.add("logits")
     return cls(frozenset(kinds))

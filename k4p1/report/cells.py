@@ -29,7 +29,7 @@ from k4p1.report import collect
 from k4p1.report import paper as paper_lib
 
 PATCH_ORDER = tuple(collect.patch_kinds(spec) for spec in (
-    "logits", "logits+bias", "logits+scale_bias", "logits+depthwise",
+    "logits", "logits+stats", "logits+bias", "logits+scale_bias", "logits+depthwise",
     "logits+scale_bias+depthwise", "logits+taps", "logits+scale_bias+taps", "full"))
 
 # Settings of one patch kind (k4p1.train.RunConfig field -> kind), with the

@@ -102,7 +102,8 @@ class RunResult:
 # k4p1.patches.PatchSpec's printing order. The report mirrors PatchSpec's
 # normalisation instead of importing it, so that it never needs TensorFlow
 # (tests/test_report_collect.py checks that the two agree).
-KIND_ORDER = ("logits", "scale_bias", "scale", "bias", "depthwise", "taps", "full")
+KIND_ORDER = ("logits", "stats", "scale_bias", "scale", "bias", "depthwise", "taps",
+              "full")
 
 
 def patch_kinds(patch: str) -> frozenset[str]:
@@ -114,6 +115,8 @@ def patch_kinds(patch: str) -> frozenset[str]:
   kinds = {kind.strip() for kind in patch.split("+") if kind.strip()}
   if {"scale", "bias"} <= kinds or "scale_bias" in kinds:
     kinds = (kinds - {"scale", "bias"}) | {"scale_bias"}
+  if "stats" in kinds and kinds & {"scale_bias", "scale", "bias"}:
+    kinds = kinds - {"stats"}
   if "full" in kinds:
     kinds = {"full"}
   return frozenset(kinds)

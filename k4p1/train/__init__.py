@@ -31,7 +31,7 @@ from k4p1.train.plan import resolve
 from k4p1.train.plan import RunPlan
 from k4p1.train.plan import TaskPlan
 from k4p1.train.precise_bn import PreciseBatchNorm
-from k4p1.train.precise_bn import PreciseBN
+from k4p1.train.precise_bn_callback import PreciseBN
 from k4p1.train.precise_bn import update_bn_stats
 from k4p1.train.runner import pretrain_backbone
 from k4p1.train.runner import run

@@ -21,6 +21,24 @@ from k4p1.train import performance
 from k4p1.train import precise_bn
 
 
+def training_sample_args(plan, task_models, strategy) -> tuple:
+  """What a statistics pass over the trained tasks' training data reads.
+
+  Returns:
+    ((model, dataset, training split, image size) per trained task, the data
+    keyword arguments of `precise_bn.for_run` and `training_pairs`).
+  """
+  config = plan.config
+  trained = [(model, task.dataset, task.dataset.train_split, task.image_size)
+             for task, model in zip(plan.tasks, task_models) if task.trained]
+  options = None
+  if config.input_pipeline != "per_worker":
+    options = performance.input_options(False, config.input_pipeline, strategy)
+  return trained, dict(global_batch_size=config.batch_size, strategy=strategy,
+                       data_dir=config.data_dir, seed=config.seed,
+                       architecture=config.model, input_options=options)
+
+
 def bn_statistics_updater(plan, task_models, strategy) -> Callable[[], dict]:
   """A function that sets the BN statistics a run evaluates and saves with.
 
@@ -30,16 +48,9 @@ def bn_statistics_updater(plan, task_models, strategy) -> Callable[[], dict]:
   nothing and says where the statistics come from.
   """
   config = plan.config
-  trained = [(model, task.dataset, task.dataset.train_split, task.image_size)
-             for task, model in zip(plan.tasks, task_models) if task.trained]
-  options = None
-  if config.input_pipeline != "per_worker":
-    options = performance.input_options(False, config.input_pipeline, strategy)
+  trained, data_args = training_sample_args(plan, task_models, strategy)
   precise = precise_bn.for_run(
-      trained, num_batches=config.precise_bn_batches,
-      global_batch_size=config.batch_size, strategy=strategy,
-      data_dir=config.data_dir, seed=config.seed, architecture=config.model,
-      input_options=options)
+      trained, num_batches=config.precise_bn_batches, **data_args)
   if precise is None:
     layers = precise_bn.training_mode_bn_layers([t[0] for t in trained])
     record = ({"method": "moving_average", "layers": len(layers),

@@ -91,6 +91,15 @@ class RunPlan:
   def trained_tasks(self) -> list:
     return [t for t in self.tasks if t.trained]
 
+  @property
+  def bn_init(self) -> str:
+    """How the BN layers the run trains start (`k4p1.train.bn_init`).
+
+    The config's choice; a pretraining run trains a backbone's own layers,
+    not a patch of a base, so they start as built ("copy").
+    """
+    return "copy" if self.experiment == "pretrain" else self.config.bn_init
+
 
 def train_examples(info: data.DatasetInfo) -> int:
   """Training examples of `info` (estimated for an unsized label subset)."""

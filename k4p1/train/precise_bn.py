@@ -73,11 +73,20 @@ def _reduction_axes(layer, rank: int) -> list:
 
 
 def _capture_call(layer, inputs, training=None, mask=None):
-  """BN's training-mode output; records the sums of its input per channel."""
+  """BN's output in its mode; records the sums of its input per channel."""
   sink = getattr(_CAPTURE, "sink", None)
   if sink is None or id(layer) not in sink:
     return fused_batch_norm.fused_call(layer, inputs, training=training, mask=mask)
   x = tf.cast(inputs, tf.float32)  # As Keras: statistics in float32.
+  if not (training and layer.trainable):
+    # Inference mode (`k4p1.train.bn_init` measures through the base): the
+    # layer's usual output; its input's sums are recorded all the same.
+    axes = _reduction_axes(layer, len(x.shape))
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float64)
+    x64 = tf.cast(x, tf.float64)
+    sink[id(layer)].append((tf.reduce_sum(x64, axes),
+                            tf.reduce_sum(tf.square(x64), axes), count))
+    return fused_batch_norm.fused_call(layer, inputs, training=False, mask=mask)
   if fused_batch_norm.can_fuse(layer, inputs, mask):
     # One op for the output and the statistics (as the fused training step).
     gamma, beta = fused_batch_norm._affine(layer, x.shape[-1])  # pylint: disable=protected-access
@@ -140,7 +149,7 @@ class PreciseBatchNorm:
   """
 
   def __init__(self, pairs: Sequence, strategy: Optional[tf.distribute.Strategy] = None,
-               num_batches: Optional[int] = None):
+               num_batches: Optional[int] = None, training: bool = True):
     """Prepares one pass per (model, dataset) pair.
 
     Args:
@@ -151,7 +160,12 @@ class PreciseBatchNorm:
       strategy: the strategy the datasets are distributed with (None: the
         current one).
       num_batches: use at most this many batches of each dataset (None: all).
+      training: run the models in training mode (PreciseBN: each layer sees
+        what it saw in training) or in inference mode (every layer computes
+        with its moving statistics: `k4p1.train.bn_init` measures the
+        statistics of the layers' inputs through the base).
     """
+    self.training = training
     self.strategy = strategy or tf.distribute.get_strategy()
     self.num_batches = num_batches
     self.models = [model for model, _ in pairs]
@@ -179,7 +193,7 @@ class PreciseBatchNorm:
 
       def run():
         with _capturing(targets) as sink:
-          model(images, training=True)
+          model(images, training=self.training)
         out = []
         for layer, (sx, sxx, n) in zip(targets, zeros()):
           for a, b, c in sink[id(layer)]:  # Usually one call per layer.
@@ -245,12 +259,12 @@ class PreciseBatchNorm:
 
     return run
 
-  def update(self) -> dict:
-    """Runs every pass and assigns the population statistics.
+  def measure(self) -> tuple:
+    """Runs every pass; returns the population statistics, assigning nothing.
 
     Returns:
-      {"method": "precise_bn", "layers": layers updated, "batches": batches
-      used (summed over the models)}.
+      ([(mean, variance)] float64 per layer of `self.layers`, batches used
+      (summed over the models)).
 
     Raises:
       ValueError: a layer saw no example (an empty dataset).
@@ -263,13 +277,28 @@ class PreciseBatchNorm:
       for i, total in zip(indices, totals):
         sums[i] = total if sums[i] is None else tuple(
             a + b for a, b in zip(sums[i], total))
+    moments = []
     for layer, total in zip(self.layers, sums):
       if total is None or not total[2]:
         raise ValueError(f"PreciseBN: BN layer {layer.name!r} saw no example: "
                          "its dataset is empty.")
       sx, sxx, n = total
       mean = sx / n
-      variance = np.maximum(sxx / n - np.square(mean), 0.0)
+      moments.append((mean, np.maximum(sxx / n - np.square(mean), 0.0)))
+    return moments, batches
+
+  def update(self) -> dict:
+    """Runs every pass and assigns the population statistics.
+
+    Returns:
+      {"method": "precise_bn", "layers": layers updated, "batches": batches
+      used (summed over the models)}.
+
+    Raises:
+      ValueError: a layer saw no example (an empty dataset).
+    """
+    moments, batches = self.measure()
+    for layer, (mean, variance) in zip(self.layers, moments):
       layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
       layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
     record = {"method": "precise_bn", "layers": len(self.layers),
@@ -282,8 +311,8 @@ class PreciseBatchNorm:
 def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
             strategy: Optional[tf.distribute.Strategy] = None, data_dir=None,
             seed: int = 0, architecture: str = "mobilenet_v2",
-            input_options: Optional[tf.distribute.InputOptions] = None
-            ) -> Optional[PreciseBatchNorm]:
+            input_options: Optional[tf.distribute.InputOptions] = None,
+            training: bool = True) -> Optional[PreciseBatchNorm]:
   """The `PreciseBatchNorm` of a training run (None when there is nothing to do).
 
   Args:
@@ -295,12 +324,30 @@ def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
     strategy, data_dir, seed, architecture, input_options: as
       `k4p1.data.build_dataset` (the batches' composition shapes the inputs
       of deeper training-mode BN layers: read the data as training does).
+    training: as `PreciseBatchNorm`.
 
   Returns:
     None if `num_batches` is 0 or no model has a training-mode BN layer.
   """
   if not num_batches:
     return None
+  pairs = training_pairs(tasks, num_batches=num_batches,
+                         global_batch_size=global_batch_size, strategy=strategy,
+                         data_dir=data_dir, seed=seed, architecture=architecture,
+                         input_options=input_options)
+  return PreciseBatchNorm(pairs, strategy, training=training) if pairs else None
+
+
+def training_pairs(tasks: Sequence, *, num_batches: int, global_batch_size: int,
+                   strategy: Optional[tf.distribute.Strategy] = None,
+                   data_dir=None, seed: int = 0, architecture: str = "mobilenet_v2",
+                   input_options: Optional[tf.distribute.InputOptions] = None
+                   ) -> list:
+  """(model, sample of its training split) for each task with training-mode BN.
+
+  Arguments as `for_run`; the sample is `num_batches` shuffled batches of
+  training images with evaluation preprocessing.
+  """
   pairs = []
   for model, name, split, image_size in tasks:
     if training_mode_bn_layers([model]):
@@ -309,7 +356,7 @@ def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
           image_size=image_size, training=False, strategy=strategy,
           data_dir=data_dir, seed=seed, architecture=architecture,
           shuffle=True, max_batches=num_batches, input_options=input_options)))
-  return PreciseBatchNorm(pairs, strategy) if pairs else None
+  return pairs
 
 
 def update_bn_stats(models, datasets, num_batches: Optional[int] = DEFAULT_NUM_BATCHES,
@@ -329,62 +376,3 @@ def update_bn_stats(models, datasets, num_batches: Optional[int] = DEFAULT_NUM_B
     models, datasets = [models], [datasets]
   return PreciseBatchNorm(list(zip(models, datasets)), strategy,
                           num_batches).update()
-
-
-class PreciseBN(keras.callbacks.Callback):
-  """Keras callback: PreciseBN statistics for models trained with `fit`.
-
-  ```python
-  model.fit(train_ds, epochs=3, callbacks=[k4p1.train.PreciseBN(bn_ds, 200)])
-  ```
-  `bn_ds` should be the training data with evaluation preprocessing, shuffled,
-  in batches of the training batch size (e.g. `k4p1.data.build_dataset(...,
-  training=False, shuffle=True)`). Without it, a patch trained for a few
-  hundred steps evaluates with mostly the base's moving statistics.
-  """
-
-  def __init__(self, dataset, num_batches: Optional[int] = DEFAULT_NUM_BATCHES,
-               every_epoch: bool = True):
-    """Creates the callback.
-
-    Args:
-      dataset: batches of training images (see the class doc).
-      num_batches: at most this many batches per update (None: all).
-      every_epoch: recompute after every epoch's training (before `fit`'s
-        validation, so its metrics use them); False: at the end of training.
-    """
-    super().__init__()
-    self.dataset = dataset
-    self.num_batches = num_batches
-    self.every_epoch = every_epoch
-    self._precise = None
-    self._in_fit = self._stale = False
-    self.last_update = None
-
-  def _update(self):
-    if self._precise is None:
-      self._precise = PreciseBatchNorm([(self.model, self.dataset)],
-                                       num_batches=self.num_batches)
-    self.last_update = self._precise.update()
-    self._stale = False
-
-  def on_train_begin(self, logs=None):
-    self._in_fit, self._stale = True, False
-
-  def on_train_batch_end(self, batch, logs=None):
-    self._stale = True
-
-  def on_test_begin(self, logs=None):
-    # `fit` validates before `on_epoch_end`: update first, so that the
-    # validation metrics use the new statistics.
-    if self.every_epoch and getattr(self, "_in_fit", False) and self._stale:
-      self._update()
-
-  def on_epoch_end(self, epoch, logs=None):
-    if self.every_epoch and self._stale:
-      self._update()
-
-  def on_train_end(self, logs=None):
-    self._in_fit = False
-    if getattr(self, "_stale", False):
-      self._update()

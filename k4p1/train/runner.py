@@ -30,7 +30,9 @@ import tensorflow as tf
 
 import k4p1
 from k4p1 import data
+from k4p1 import patches
 from k4p1 import workdir as workdir_lib
+from k4p1.train import bn_init
 from k4p1.train import build
 from k4p1.train import config as config_lib
 from k4p1.train import evaluation
@@ -47,7 +49,8 @@ from k4p1.train import summaries
 from k4p1.train import taps
 
 # Hyper-parameters shown in TensorBoard's HParams tab.
-_HPARAMS = ("model", "weights", "alpha", "patch", "bn_stats", "bn_momentum",
+_HPARAMS = ("model", "weights", "alpha", "patch", "bn_stats", "bn_init",
+            "bn_momentum",
             "precise_bn_batches", "batch_size", "learning_rate", "optimizer",
             "label_smoothing", "weight_decay", "shared", "task_sampling", "seed",
             "strategy")
@@ -130,6 +133,7 @@ class _Run:
           steps_per_epoch=self.steps_per_epoch, run_dir=plan.run_dir,
           chief=self.chief, checkpoint_models=dict(checkpointed,
                                                    task_steps=self.task_steps))
+    self.bn_init = self._initialize_bn()
     if self.chief:
       # Written once data and models are known to build, so that a run that
       # could not start does not claim the workdir.
@@ -140,6 +144,20 @@ class _Run:
         workdir_lib.tensorboard_dir(plan.run_dir), enabled=self.chief)
     self.evaluator = evaluation.Evaluator(plan, self.models.task_models,
                                           self.strategy, self.writer.scalars)
+
+  def _initialize_bn(self) -> dict:
+    """`bn_init` before the first step; a resumed run restored its values."""
+    plan = self.plan
+    if self.state.start_step:
+      record = {"method": plan.bn_init, "restored_from_checkpoint": True}
+      for model in self.trained_models:
+        patches.set_bn_init(model, record)
+      return record
+    tasks, data_args = evaluation.training_sample_args(
+        plan, self.models.task_models, self.strategy)
+    return bn_init.for_run(tasks, method=plan.bn_init,
+                           num_batches=plan.config.precise_bn_batches,
+                           **data_args)
 
   def _train_tasks(self) -> list:
     """The trained tasks as `loop.TrainTask`s, with their training data."""
@@ -276,6 +294,7 @@ class _Run:
                        plan.experiment != "multires" else None),
         "patch": config.patch,
         "tasks": outputs.task_results(plan, self.models, self.evaluator),
+        "bn_init": self.bn_init,
         "bn_statistics": self.evaluator.bn_statistics,
         "task_steps": {t.name: int(n) for t, n in zip(plan.trained_tasks, counts)},
         **outputs.params(plan, self.models, self.state.variables),
