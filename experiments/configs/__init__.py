@@ -194,7 +194,8 @@ def make_row_id(row: dict) -> str:
   their tasks ("mobilenet_v2-mt-mnist5k_0-4+mnist5k_5-9-logits-frozen-lr0.045"),
   multi-resolution rows their sizes ("mobilenet_v2-imagenet2012-res96_128-...");
   a folder dataset appears as its task name ("folder_photos"); the input
-  size, `add_missing_scales` ("gammas"), `bn_stats="frozen"` ("bn_frozen")
+  size, `add_missing_scales` ("gammas"), `bn_stats="frozen"` ("bn_frozen"),
+  `bn_init="copy"` ("init_copy")
   and a TAPS patch's `taps_lambda` ("lambda1") appear when set. Characters other than letters, digits and
   "_.+=-" become "_".
   """
@@ -218,6 +219,8 @@ def make_row_id(row: dict) -> str:
     parts.append("gammas")
   if row.get("bn_stats", "task") != "task":
     parts.append(f"bn_{row['bn_stats']}")
+  if row.get("bn_init", "preserve") != "preserve":
+    parts.append(f"init_{row['bn_init']}")
   if "taps" in str(row.get("patch", "")):
     parts.append(f"lambda{_format_number(row.get('taps_lambda', 1.0))}")
   parts.append(f"lr{_format_number(row.get('learning_rate', 0.045))}")

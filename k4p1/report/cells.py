@@ -36,14 +36,18 @@ PATCH_ORDER = tuple(collect.patch_kinds(spec) for spec in (
 # runner's default for a results.json that does not record them.
 KIND_SETTINGS = {"taps_lambda": "taps", "taps_threshold": "taps", "taps_warmup_epochs": "taps"}
 KIND_SETTING_DEFAULTS = {"taps_lambda": 1.0, "taps_threshold": 0.1}
+# Settings a results.json written before they existed ran with: trained BN
+# layers started from the base's values ("copy") before bn_init existed.
+RECORD_DEFAULTS = {"bn_init": "copy"}
 # Config keys whose differences change a result; runs differing in one of them
 # never share a cell. Seeds and paths are deliberately absent (averaged / ignored).
-SETTING_KEYS = ("weights", "bn_stats", "add_missing_scales", "alpha", "shared",
+SETTING_KEYS = ("weights", "bn_stats", "bn_init", "add_missing_scales", "alpha", "shared",
                 "task_sampling", "optimizer", "batch_size", "epochs", "train_steps",
                 "label_smoothing", "weight_decay", "validation_fraction") + tuple(KIND_SETTINGS)
 # The paper's dataset order (PAPER.md, "Experimental setup"), then the offline ones.
 DATASET_ORDER = ("imagenet2012", "cifar10", "cifar100", "cars196", "fgvc_aircraft",
-                 "oxford_flowers102", "places365_small", "mnist5k", "digits")
+                 "oxford_flowers102", "places365_small", "mnist5k", "mnistm5k",
+                 "digits")
 PAPER_LEARNING_RATE = 0.045
 
 
@@ -181,7 +185,8 @@ def _setting(run: collect.RunResult, key: str) -> Any:
     return run.image_size
   if key == "learning_rate":
     return run.learning_rate
-  return run.config.get(key, KIND_SETTING_DEFAULTS.get(key))
+  default = KIND_SETTING_DEFAULTS.get(key, RECORD_DEFAULTS.get(key))
+  return run.config.get(key, default)
 
 
 def _formatted(run: collect.RunResult, key: str) -> str:
