@@ -1,8 +1,15 @@
-"""The committed CPU-scale reproduction (results/cpu_scale/) matches its runs.
+"""The committed CPU-scale reproductions (results/cpu_scale*/) match their runs.
 
-Regenerates the tables from the committed results.json files and compares
-them with the committed tables.md and CSVs, and checks that every row of the
-`cpu_scale` config has a finished run with that row's settings.
+For each committed reproduction: regenerates the tables from its results.json
+files and compares them with the committed tables.md and CSVs, and checks
+that every row of its config has a finished run with that row's settings.
+
+* `results/cpu_scale_32px_copy/`: the 32-px runs of 2026-12-01, made before
+  `bn_init` existed (trained BN layers started from the base's values, as
+  `bn_init=copy` does) with the config now named `cpu_scale_32px_copy`
+  (their commands name it `cpu_scale`, its name then);
+* `results/cpu_scale/`: the `cpu_scale` config (64 px, mnist5k and
+  mnistm5k), once its runs are committed.
 """
 
 import json
@@ -13,22 +20,27 @@ import pytest
 from experiments import configs
 from k4p1 import report
 
-ROOT = pathlib.Path(__file__).resolve().parents[1] / "results" / "cpu_scale"
-RUNS = ROOT / "runs"
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
+# (results directory, config, the config's name in the runs' commands, the
+# bn_init of rows that set none).
+REPRODUCTIONS = [("cpu_scale_32px_copy", "cpu_scale_32px_copy", "cpu_scale", "copy")]
+if (RESULTS / "cpu_scale" / "tables.md").exists():
+  REPRODUCTIONS.append(("cpu_scale", "cpu_scale", "cpu_scale", "preserve"))
 
-pytestmark = pytest.mark.skipif(not (ROOT / "tables.md").exists(),
-                                reason="results/cpu_scale not generated")
 
-
-def test_every_cpu_scale_row_has_a_finished_run_with_its_settings():
-  seeds = configs.seeds("cpu_scale")
+@pytest.mark.parametrize("directory, config_name, command_name, bn_init",
+                         REPRODUCTIONS)
+def test_every_row_has_a_finished_run_with_its_settings(directory, config_name,
+                                                         command_name, bn_init):
+  runs_dir = RESULTS / directory / "runs"
+  seeds = configs.seeds(config_name)
   assert seeds == (0, 1, 2)
-  runs = [(row, seed) for row in configs.load_rows("cpu_scale") for seed in seeds]
+  runs = [(row, seed) for row in configs.load_rows(config_name) for seed in seeds]
   for row, seed in runs:
-    run_dir = RUNS / f"{row['row_id']}-seed{seed}"
+    run_dir = runs_dir / f"{row['row_id']}-seed{seed}"
     results = json.loads((run_dir / "results.json").read_text())
     config = results["config"]
-    assert f"--config=cpu_scale@{row['row_id']}" in results["command"]
+    assert f"--config={command_name}@{row['row_id']}" in results["command"]
     assert config["seed"] == seed and f"--seed={seed}" in results["command"]
     # Defaults: no hand-set BN momentum; PreciseBN wherever BN trains.
     assert config["bn_momentum"] is None and config["precise_bn_batches"] == 200
@@ -37,14 +49,20 @@ def test_every_cpu_scale_row_has_a_finished_run_with_its_settings():
     assert config["train_steps"] == row["train_steps"] == results["steps"]
     assert config["image_size"] == row["image_size"]
     assert config["bn_stats"] == row.get("bn_stats", "task")
+    # Runs from before bn_init existed started as "copy" does.
+    assert config.get("bn_init", "copy") == row.get("bn_init", bn_init)
+    assert config.get("validation_fraction") == row.get("validation_fraction")
     if row["entry"] == "multitask":
       assert config["tasks"] == list(row["tasks"])
     else:
       assert config["dataset"] == row["dataset"]
 
 
-def test_committed_tables_are_what_make_tables_writes_from_the_runs(tmp_path):
-  written = report.write_report(RUNS, tmp_path, ["md", "csv"])
+@pytest.mark.parametrize("directory", [r[0] for r in REPRODUCTIONS])
+def test_committed_tables_are_what_make_tables_writes_from_the_runs(directory,
+                                                                   tmp_path):
+  written = report.write_report(RESULTS / directory / "runs", tmp_path,
+                                ["md", "csv"])
   assert written
   for path in written:
-    assert (ROOT / path.name).read_text() == path.read_text(), path.name
+    assert (RESULTS / directory / path.name).read_text() == path.read_text(), path.name
