@@ -46,6 +46,10 @@ def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: a long end-to-end variant, outside CI's tier "
       "(run with `-m slow` or the whole suite)")
+  config.addinivalue_line(
+      "markers", "kernels: a result that depends on TensorFlow's CPU kernel "
+      "family (oneDNN or Eigen); .ci/run runs these a second time with the "
+      "family the machine does not use by default (TF_ENABLE_ONEDNN_OPTS)")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,10 @@ from k4p1 import train
 from k4p1.train import bn_init
 from k4p1.train import precise_bn
 
+# Results depend on the CPU kernels (oneDNN or Eigen): .ci/run runs these
+# again with the other family (conftest.py, `kernels`).
+pytestmark = pytest.mark.kernels
+
 KINDS = ("scale_bias+logits", "scale+logits", "bias+logits", "stats+logits",
          "scale_bias+depthwise+logits", "taps+scale_bias+logits", "full")
 

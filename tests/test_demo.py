@@ -11,6 +11,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+# Results depend on the CPU kernels (oneDNN or Eigen): .ci/run runs these
+# again with the other family (conftest.py, `kernels`).
+pytestmark = pytest.mark.kernels
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -11,6 +11,10 @@ import sys
 
 import pytest
 
+# Results depend on the CPU kernels (oneDNN or Eigen): .ci/run runs these
+# again with the other family (conftest.py, `kernels`).
+pytestmark = pytest.mark.kernels
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -24,6 +24,10 @@ from k4p1.train import outputs
 from test_patches_core import images
 from test_patches_core import tiny_base
 
+# Results depend on the CPU kernels (oneDNN or Eigen): .ci/run runs these
+# again with the other family (conftest.py, `kernels`).
+pytestmark = pytest.mark.kernels
+
 # (task, spec, classes): different specs and class counts in one file.
 TASKS = (("a", "scale_bias+logits", 3), ("b", "scale_bias+depthwise+logits", 5),
          ("c", "logits", 2))

@@ -16,6 +16,10 @@ from k4p1 import eval as eval_lib
 from k4p1 import tracing
 from k4p1.train import progress
 
+# Results depend on the CPU kernels (oneDNN or Eigen): .ci/run runs these
+# again with the other family (conftest.py, `kernels`).
+pytestmark = pytest.mark.kernels
+
 
 def _tiny_model():
   inputs = keras.Input((8, 8, 3))

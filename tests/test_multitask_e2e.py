@@ -126,6 +126,10 @@ def test_frozen_shared_variables_are_bit_identical_and_patches_moved(env, frozen
   # PreciseBN over each task's own 52 BN layers, each on its own data.
   assert results["bn_statistics"]["method"] == "precise_bn"
   assert results["bn_statistics"]["layers"] == 52 * len(DATASETS)
+  # bn_init re-parameterised each task's own BN layers, never the shared base
+  # (its arrays are compared bit for bit below).
+  assert results["bn_init"]["layers"] == 52 * len(DATASETS)
+  assert results["bn_init"]["shared_layers"] == 0
   before = base_arrays(env["weights"])
   after = base_arrays(str(workdir / "backbone.weights.h5"))
   assert all(np.array_equal(a, b) for a, b in zip(before, after))
@@ -191,6 +195,8 @@ def test_sequential_task_leaves_earlier_tasks_bit_identical(env, frozen_run):
   # PreciseBN touched the new task's BN layers only (the hashes below).
   assert results["bn_statistics"]["method"] == "precise_bn"
   assert results["bn_statistics"]["layers"] == 52
+  assert results["bn_init"]["method"] == "preserve"
+  assert results["bn_init"]["layers"] == 52  # The new task's only.
   assert {p: sha(workdir / p) for p in hashes} == hashes
   manifest = json.loads((workdir / "tasks.json").read_text())
   assert [t["name"] for t in manifest["tasks"]][-1] == "mnist5k_0-4"

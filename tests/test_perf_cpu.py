@@ -27,6 +27,10 @@ from k4p1 import models
 from k4p1 import patches
 from k4p1.train import fused_batch_norm
 
+# Results depend on the CPU kernels (oneDNN or Eigen): .ci/run runs these
+# again with the other family (conftest.py, `kernels`).
+pytestmark = pytest.mark.kernels
+
 SIZE, CLASSES = 32, 5
 
 # A few training steps; run in a fresh process per allocator, since

@@ -26,6 +26,10 @@ from k4p1 import train
 from k4p1.train import fused_batch_norm
 from k4p1.train import loop
 
+# Results depend on the CPU kernels (oneDNN or Eigen): .ci/run runs these
+# again with the other family (conftest.py, `kernels`).
+pytestmark = pytest.mark.kernels
+
 BATCH, SIZE, CLASSES, STEPS = 8, 64, 5, 2
 SMOOTHING, DECAY, LEARNING_RATE = 0.1, 4e-5, 1e-3
 

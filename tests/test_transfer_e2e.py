@@ -80,6 +80,13 @@ def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
     assert results["bn_statistics"]["layers"] == 52  # MobileNetV2's BN layers.
     assert results["bn_statistics"]["batches"] == 2  # 6 train examples, batch 4.
     assert spec_json["bn_statistics"]["method"] == "precise_bn"
+  # bn_init=preserve (the default) started those same layers as the base.
+  init = results["bn_init"]
+  assert init["method"] == "preserve"
+  assert init["layers"] == (52 if trains_bn else 0)
+  if trains_bn:
+    assert init["exact"] == 52 and init["batches"] == 2 and init["seconds"] > 0
+    assert spec_json["bn_init"] == {k: v for k, v in init.items() if k != "seconds"}
 
   assert (workdir / "checkpoints" / "checkpoint").exists()
   assert {"train/loss", "train/accuracy", "eval/accuracy", "learning_rate",

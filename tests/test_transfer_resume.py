@@ -55,6 +55,9 @@ def test_sigkilled_run_resumes_to_the_requested_steps(tmp_path):
   assert results["resumed_from_step"] % CHECKPOINT_EVERY == 0
   assert results["steps"] == results["optimizer_steps"] == STEPS
   assert "Restored" in second.stderr.decode()
+  # The first process initialised the BN layers; the checkpoint carries them.
+  assert results["bn_init"] == {"method": "preserve",
+                                "restored_from_checkpoint": True}
 
   # The patch loads onto the same base, and gives the accuracy it reported.
   fresh = models.build_backbone("mobilenet_v2", 32, weights=weights, alpha=0.35)

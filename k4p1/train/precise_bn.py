@@ -81,11 +81,14 @@ def _capture_call(layer, inputs, training=None, mask=None):
   if not (training and layer.trainable):
     # Inference mode (`k4p1.train.bn_init` measures through the base): the
     # layer's usual output; its input's sums are recorded all the same.
+    # The batch's moments in float32 (as the training-mode path's), summed
+    # over batches in float64 below.
     axes = _reduction_axes(layer, len(x.shape))
+    mean, variance = tf.nn.moments(x, axes=axes)
     count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float64)
-    x64 = tf.cast(x, tf.float64)
-    sink[id(layer)].append((tf.reduce_sum(x64, axes),
-                            tf.reduce_sum(tf.square(x64), axes), count))
+    mean64 = tf.cast(mean, tf.float64)
+    sink[id(layer)].append((mean64 * count, (tf.cast(variance, tf.float64) +
+                                             tf.square(mean64)) * count, count))
     return fused_batch_norm.fused_call(layer, inputs, training=False, mask=mask)
   if fused_batch_norm.can_fuse(layer, inputs, mask):
     # One op for the output and the statistics (as the fused training step).
