@@ -28,6 +28,7 @@ def test_mobilenet_v2_counts_are_the_papers(mobilenet_v2_224):
   assert patches.count_params(sb) == {"patch_trainable": 46_922, "patch_stored": 81_034,
                                       "shared": 2_189_760, "total": 2_270_794}
   assert patches.describe_targets(base) == {
+      "stats": {"layers": 52, "trainable": 0},  # Statistics only: none trains.
       "scale_bias": {"layers": 52, "trainable": 34_112},
       "scale": {"layers": 52, "trainable": 17_056},
       "bias": {"layers": 52, "trainable": 17_056},

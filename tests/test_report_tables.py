@@ -11,7 +11,7 @@ CAPTION_PAPER = ("Paper numbers: Mudrakarta et al., \"K for the Price of 1\", IC
                  "(arXiv 1810.10703); InceptionV3, 299 px, top-1 %, quoted by TinyTL "
                  "(Cai et al., NeurIPS 2020), Table 3.")
 SETTINGS_INCEPTION = ("Settings of every run: model=inception_v3, image_size=299, "
-                      "weights=imagenet, bn_stats=task.")
+                      "weights=imagenet, bn_stats=task, bn_init=copy.")
 SWEEP_PAPER = ("The paper shows this sweep in Appendix B.2 (Figure 9: with small patches, "
                "accuracy grows with the learning rate, unlike full fine-tuning); its numbers "
                "are not available here: n/a.")
@@ -138,7 +138,7 @@ def test_multitask_table_exact(tmp_path):
 ## Multi-task learning: mobilenet_v2 (2 tasks: mnist5k:0-4, mnist5k:5-9)
 
 Top-1 accuracy (%) of each task. Settings of every run: model=mobilenet_v2, weights=imagenet, \
-bn_stats=task, learning_rate=0.045, image_size=64. {SYSTEM_CAPTION} {PCT}
+bn_stats=task, bn_init=copy, learning_rate=0.045, image_size=64. {SYSTEM_CAPTION} {PCT}
 
 | patch | mnist5k:0-4 | mnist5k:5-9 | trained params (% of model) | system params \
 | separate models params | system / separate |
@@ -168,7 +168,7 @@ def test_multires_table_exact(tmp_path):
 
 Top-1 accuracy (%) of one model on mnist5k at each input resolution, one patch per resolution \
 (task keys "<dataset>@<pixels>"). Settings of every run: model=mobilenet_v2, weights=imagenet, \
-bn_stats=task, learning_rate=0.045. {SYSTEM_CAPTION} {PCT}
+bn_stats=task, bn_init=copy, learning_rate=0.045. {SYSTEM_CAPTION} {PCT}
 
 | patch | 64px | 96px | 128px | trained params (% of model) | system params \
 | separate models params | system / separate |
@@ -232,7 +232,9 @@ def test_differing_settings_split_rows_shared_ones_go_to_the_caption(tmp_path):
   assert [row[:2] for row in table.md_rows] == [
       ["logits+scale_bias (bn_stats=frozen)", "75.0 ± 7.1 (n=2)"],
       ["logits+scale_bias (bn_stats=task)", "90.0"]]
-  assert "Settings of every run: model=mobilenet_v2, image_size=224, weights=imagenet." in (
+  # results.json without bn_init ran before it existed: as bn_init=copy.
+  assert ("Settings of every run: model=mobilenet_v2, image_size=224, weights=imagenet, "
+          "bn_init=copy.") in (
       table.caption)
   assert "Rows also differ in: bn_stats." in table.caption
   assert table.csv_rows[0][:3] == ["logits+scale_bias", "bn_stats=frozen", "75.0"]

@@ -42,10 +42,13 @@ IMAGE_SIZE = 64
 _HIGH = (0.0142, 0.045, 0.142, 0.45)
 _MID = (0.0045, 0.0142, 0.045, 0.142)
 _LOW = (0.0014, 0.0045, 0.0142, 0.045)
-# (patch, learning rates, extra settings): one row per rate.
+# (patch, learning rates, extra settings): one row per rate. logits and
+# stats+logits got 0.0045 after their first seed-0 runs had their best at
+# 0.0142, the grid's lowest rate then (the issue asks for rates bracketing
+# each kind's best; results/cpu_scale/README.md says so).
 GRID = (
-    ("logits", _HIGH, {}),
-    ("stats+logits", (0.0142, 0.045, 0.142), {}),
+    ("logits", (0.0045,) + _HIGH, {}),
+    ("stats+logits", _MID, {}),
     ("scale_bias+logits", (0.0045,) + _HIGH, {}),
     ("scale_bias+logits", _LOW, {"bn_init": "copy"}),
     ("scale_bias+logits", (0.0142, 0.045, 0.142), {"bn_stats": "frozen"}),

@@ -1,4 +1,9 @@
-r"""CPU-scale reproduction: the paper's claims, tested in about an hour on 2 cores.
+r"""Archived CPU-scale reproduction (32 px, before bn_init; now bn_init=copy).
+
+Its runs (results/cpu_scale_32px_copy/) were made when this config was called
+`cpu_scale` and trained BN layers started from the base's values, which is
+what `bn_init="copy"` does now; `get_config` says so, and the row ids stay
+those of the runs. `cpu_scale` is the reproduction with today's defaults.
 
 An ImageNet-derived MobileNetV2 1.0 (Keras' ImageNet weights, fine-tuned on
 19 dog breeds: ../shared/data/mobilenet_v2_1.0_160_dogs.h5) transferred at
@@ -18,11 +23,11 @@ the defaults: Keras' BN momentum and PreciseBN statistics (200 batches, i.e.
 the whole training split) before evaluation. Run (the --weights flag is
 required):
 
-  python -m experiments.launch --config=cpu_scale \
-      --results_dir=results/cpu_scale/runs \
+  python -m experiments.launch --config=cpu_scale_32px_copy \
+      --results_dir=results/cpu_scale_32px_copy/runs \
       --weights=../shared/data/mobilenet_v2_1.0_160_dogs.h5
-  python -m experiments.make_tables --results_dir=results/cpu_scale/runs \
-      --out_dir=results/cpu_scale
+  python -m experiments.make_tables --results_dir=results/cpu_scale_32px_copy/runs \
+      --out_dir=results/cpu_scale_32px_copy
 """
 
 from experiments import configs
@@ -55,6 +60,7 @@ def get_config() -> dict:
       "eval_every": 0,
       "checkpoint_every": 0,
       "summary_every": 10,
+      "bn_init": "copy",
   }
 
 
@@ -71,4 +77,8 @@ def get_rows() -> list:
   # BN statistics: the S/B patch normalising with the base's statistics.
   rows += _paper.transfer_rows("mobilenet_v2", (DATASET,), ("scale_bias+logits",),
                                image_size=IMAGE_SIZE, bn_stats="frozen")
+  # The runs' directories were named before rows could carry bn_init.
+  base = {k: v for k, v in get_config().items() if k != "bn_init"}
+  for row in rows:
+    row["row_id"] = configs.make_row_id({**base, **row})
   return rows
