@@ -166,6 +166,19 @@ _MNIST5K_EVAL = (100,) * 10
 _DIGITS_TRAIN = (142, 146, 142, 146, 145, 146, 145, 143, 139, 144)
 _DIGITS_EVAL = (36, 36, 35, 37, 36, 36, 36, 36, 35, 36)
 
+_MNIST5K = DatasetInfo(
+    name="mnist5k", tfds_name=None, train_split="train", eval_split="test",
+    num_classes=10, num_train_examples=sum(_MNIST5K_TRAIN),
+    num_eval_examples=sum(_MNIST5K_EVAL), image_size=64,
+    manual_download=False, source=SOURCE_OFFLINE, base_num_classes=10,
+    base_num_train_examples=sum(_MNIST5K_TRAIN),
+    notes="Offline: 5,000 MNIST digits (28x28 grey) shipped in "
+          "k4p1/data/files/mnist_5k.csv.gz; 20% of each class held out "
+          "for test, by a seeded permutation.",
+    train_examples_per_class=_MNIST5K_TRAIN,
+    eval_examples_per_class=_MNIST5K_EVAL,
+    augmentation=DIGITS_AUGMENTATION)
+
 _BASE_DATASETS = (
     _tfds("imagenet2012", "train", "validation", 1000, 1_281_167, 50_000,
           "Manual download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
@@ -197,32 +210,15 @@ _BASE_DATASETS = (
           "copyright banner removed. Downloads fgvc-aircraft-2013b.tar.gz "
           "from robots.ox.ac.uk or reads it from --manual_dir.",
           prepare_imports="k4p1.data"),
-    DatasetInfo(
-        name="mnist5k", tfds_name=None, train_split="train", eval_split="test",
-        num_classes=10, num_train_examples=sum(_MNIST5K_TRAIN),
-        num_eval_examples=sum(_MNIST5K_EVAL), image_size=64,
-        manual_download=False, source=SOURCE_OFFLINE, base_num_classes=10,
-        base_num_train_examples=sum(_MNIST5K_TRAIN),
-        notes="Offline: 5,000 MNIST digits (28x28 grey) shipped in "
-              "k4p1/data/files/mnist_5k.csv.gz; 20% of each class held out "
-              "for test, by a seeded permutation.",
-        train_examples_per_class=_MNIST5K_TRAIN,
-        eval_examples_per_class=_MNIST5K_EVAL,
-        augmentation=DIGITS_AUGMENTATION),
-    DatasetInfo(
-        name="mnistm5k", tfds_name=None, train_split="train", eval_split="test",
-        num_classes=10, num_train_examples=sum(_MNIST5K_TRAIN),
-        num_eval_examples=sum(_MNIST5K_EVAL), image_size=64,
-        manual_download=False, source=SOURCE_OFFLINE, base_num_classes=10,
-        base_num_train_examples=sum(_MNIST5K_TRAIN),
+    _MNIST5K,
+    # The same digits in colour: same labels, order, split and sizes.
+    dataclasses.replace(
+        _MNIST5K, name="mnistm5k",
         notes="Offline: mnist5k's 5,000 digits (same labels and split) "
               "blended with patches of colour photos as MNIST-M (28x28 RGB); "
               "the photos come from the scikit-image wheel, fetched once (or "
               "read from --data_dir), and the images are generated once and "
-              "cached (k4p1/data/mnistm.py).",
-        train_examples_per_class=_MNIST5K_TRAIN,
-        eval_examples_per_class=_MNIST5K_EVAL,
-        augmentation=DIGITS_AUGMENTATION),
+              "cached (k4p1/data/mnistm.py)."),
     DatasetInfo(
         name="digits", tfds_name=None, train_split="train", eval_split="test",
         num_classes=10, num_train_examples=sum(_DIGITS_TRAIN),
