@@ -46,6 +46,18 @@ def pytest_configure(config):
   config.addinivalue_line(
       "markers", "slow: a long end-to-end variant, outside CI's tier "
       "(run with `-m slow` or the whole suite)")
+  # Third-party warnings k4p1 cannot fix at their cause, one line each.
+  for line in (
+      # TensorFlow's EagerTensor.__array__ takes no `copy` argument (NumPy 2's
+      # protocol); Keras' convert_to_numpy (np.array(x)) warns per variable
+      # whenever weights are saved to .h5.
+      "ignore:__array__ implementation doesn't accept a copy keyword"
+      ":DeprecationWarning",
+      # tf.distribute reads a distributed dataset's options while tracing a
+      # loop over it (PreciseBN and bn_init passes under MirroredStrategy).
+      "ignore:To make it possible to preserve tf.data options:UserWarning",
+  ):
+    config.addinivalue_line("filterwarnings", line)
   config.addinivalue_line(
       "markers", "kernels: a result that depends on TensorFlow's CPU kernel "
       "family (oneDNN or Eigen); .ci/run runs these a second time with the "

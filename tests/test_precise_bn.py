@@ -159,7 +159,8 @@ def trained_from_scratch():
   train_ds = data.build_dataset("mnist5k:0-4", "train", training=True, **common)
   model.compile(optimizer=keras.optimizers.Adam(2e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  model.fit(train_ds, steps_per_epoch=120, epochs=1, verbose=0)
+  # shuffle=False: the dataset shuffles itself (Keras warns otherwise).
+  model.fit(train_ds, steps_per_epoch=120, epochs=1, verbose=0, shuffle=False)
   return model
 
 
@@ -195,7 +196,7 @@ def test_keras_callback_sets_statistics_during_fit():
   model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
       from_logits=True))
   model.fit(train_ds, epochs=2, validation_data=train_ds, callbacks=[callback],
-            verbose=0)
+            verbose=0, shuffle=False)
   assert callback.last_update == {"method": "precise_bn", "layers": 52,
                                   "batches": 3}
   after_fit = [l.moving_variance.numpy().copy()

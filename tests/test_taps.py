@@ -28,7 +28,7 @@ def images():
 
 
 def features_of(model):
-  return keras.Model(model.inputs, model.layers[-1].input)
+  return keras.Model(model.input, model.layers[-1].input)
 
 
 def perturb(model, seed=1, close=()):
