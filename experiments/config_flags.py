@@ -148,6 +148,10 @@ def main(argv, module: str) -> dict:
   except (data.DatasetNotPreparedError, train.WorkdirMismatchError) as e:
     # Problems the user fixes outside the code: the message says how.
     _fatal(f"{type(e).__name__}: {e}")
+  except data.BadImageError as e:
+    # Mid-run: the checkpoints written before it are intact.
+    _fatal(f"{type(e).__name__}: {e} Rerun with the same --workdir to resume "
+           "from the last checkpoint.")
   print(format_run_table(results))
   return results
 

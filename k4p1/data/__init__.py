@@ -20,7 +20,9 @@ from k4p1.data.catalog import default_image_size
 from k4p1.data.catalog import get_dataset_info
 from k4p1.data.catalog import prepare_dataset
 from k4p1.data.catalog import split_names
+from k4p1.data.errors import BadImageError
 from k4p1.data.errors import DatasetNotPreparedError
+from k4p1.data.image_files import naming_bad_images
 from k4p1.data.pipeline import build_dataset
 from k4p1.data.preprocess import ARCHITECTURE_PREPROCESS
 from k4p1.data.preprocess import get_preprocess_fn
@@ -35,6 +37,7 @@ from k4p1.data.tfds_source import tfds_mocked
 __all__ = [
     "ARCHITECTURE_IMAGE_SIZE",
     "ARCHITECTURE_PREPROCESS",
+    "BadImageError",
     "DATASETS",
     "DatasetInfo",
     "DatasetNotPreparedError",
@@ -46,6 +49,7 @@ __all__ = [
     "folder",
     "get_dataset_info",
     "get_preprocess_fn",
+    "naming_bad_images",
     "offline",
     "prepare_dataset",
     "prepared_builder",

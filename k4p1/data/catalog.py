@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional
 
@@ -33,7 +34,8 @@ def get_dataset_info(name: str, *, data_dir: Optional[os.PathLike] = None,
                      label_key: Optional[str] = None,
                      manual_dir: Optional[os.PathLike] = None,
                      download: bool = True,
-                     validation_fraction: Optional[float] = None
+                     validation_fraction: Optional[float] = None,
+                     skip_bad_images: bool = False
                      ) -> registry.DatasetInfo:
   """Resolves a dataset name (see the module docstring) into its DatasetInfo.
 
@@ -48,6 +50,8 @@ def get_dataset_info(name: str, *, data_dir: Optional[os.PathLike] = None,
     manual_dir, download: `tfds:` datasets: as `prepared_builder`.
     validation_fraction: hold out this fraction of the training split as a
       validation split (validation.py); None: no validation split.
+    skip_bad_images: `folder:` datasets: drop image files that fail to
+      decode instead of stopping (image_files.py).
 
   Returns:
     The DatasetInfo; for a label subset, classes and counts are the subset's.
@@ -64,8 +68,11 @@ def get_dataset_info(name: str, *, data_dir: Optional[os.PathLike] = None,
   _check_applies(name, "eval_fraction", eval_fraction, registry.FOLDER_PREFIX)
   _check_applies(name, "image_key", image_key, registry.TFDS_PREFIX)
   _check_applies(name, "label_key", label_key, registry.TFDS_PREFIX)
+  _check_applies(name, "skip_bad_images", skip_bad_images or None,
+                 registry.FOLDER_PREFIX)
   if name.startswith(registry.FOLDER_PREFIX):
     info = folder.folder_info(name[len(registry.FOLDER_PREFIX):], eval_fraction)
+    info = dataclasses.replace(info, skip_bad_images=bool(skip_bad_images))
   elif name.startswith(registry.TFDS_PREFIX):
     info = tfds_any.tfds_info(name, data_dir=data_dir, image_key=image_key,
                               label_key=label_key, manual_dir=manual_dir,

@@ -3,20 +3,36 @@
 `examples` turns one split of a folder dataset (folder.py) into decoded
 (uint8 RGB image [H, W, 3], int32 label) examples for `build_dataset`:
 sharded per input pipeline, file names permuted (whole split, every epoch)
-before any image is decoded, and a file that fails to decode stops the
-pipeline with an error naming it.
+before any image is decoded. A file that fails to decode stops the pipeline
+with an error naming it (`naming_bad_images` turns it into `BadImageError`);
+with the info's `skip_bad_images`, it is dropped and named on stderr instead.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import contextlib
+import re
+import sys
+from typing import Callable, Optional
 
 import tensorflow as tf
 
+from k4p1.data import errors
 from k4p1.data import folder
 from k4p1.data import registry
 
 _DECODE_ERROR = "Cannot decode image file (corrupt, or not JPEG/PNG/BMP/GIF)"
+# The path `decode_images`' assertion prints: "[<_DECODE_ERROR>] [<path>]".
+_FAILED_PATH = re.compile(re.escape(_DECODE_ERROR) + r"\] \[(.*)\]$",
+                          re.MULTILINE)
+# What a pipeline that skips bad files prints (stderr) for each one.
+SKIPPED = "WARNING k4p1 (skip_bad_images): skipped image file"
+
+
+def _epoch_order(count: tf.Tensor, seed: int, epoch: tf.Tensor) -> tf.Tensor:
+  """Epoch `epoch`'s permutation of range(count): a pure function of the seed."""
+  return tf.random.experimental.stateless_shuffle(
+      tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
 
 
 def _ordered_files(paths, labels, seed: int, repeat: bool,
@@ -35,8 +51,7 @@ def _ordered_files(paths, labels, seed: int, repeat: bool,
   count = tf.shape(labels)[0]
 
   def epoch(index):
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64), index]))
+    order = _epoch_order(count, seed, index)
     return tf.data.Dataset.from_tensor_slices(
         (tf.gather(paths, order), tf.gather(labels, order)))
 
@@ -99,6 +114,93 @@ def decode_images(ds: tf.data.Dataset) -> tf.data.Dataset:
   return checked.filter(not_sentinel).map(drop_index)
 
 
+def _path_at(paths, seed: int, shuffle: bool) -> Callable:
+  """Stream index -> path, in `_ordered_files`' order (recomputed, not read)."""
+  paths = tf.constant(paths, tf.string)
+  count = tf.shape(paths)[0]
+
+  def path_at(index):
+    epoch_size = tf.cast(count, tf.int64)
+    position = index % epoch_size
+    if shuffle:
+      position = tf.gather(_epoch_order(count, seed, index // epoch_size),
+                           position)
+    return tf.gather(paths, position)
+
+  return path_at
+
+
+def skip_bad_images(ds: tf.data.Dataset, path_at: Callable, epoch_size: int,
+                    repeat: bool) -> tf.data.Dataset:
+  """(path, label) -> (uint8 RGB image, label), dropping files that fail.
+
+  Failing elements are dropped (`ignore_errors`); a scan over the kept
+  elements' stream indices finds the gaps, and `path_at` names the files
+  there on stderr (`SKIPPED`), in each iterator's first epoch only: a file is
+  named once per evaluation pass, once per training run. A sentinel closes a
+  finite stream, so a failing last file is named too. No zip with the plain
+  stream (`decode_images`' check): the streams would disagree by design.
+
+  Args:
+    ds: (path, label) elements in `_ordered_files`' order.
+    path_at: from `_path_at` over the same files, seed and shuffle.
+    epoch_size: files per epoch.
+    repeat: whether `ds` repeats (then it has no end to mark).
+
+  Returns:
+    The decoded dataset, without the files that failed.
+  """
+  def decode(index, example):
+    return index, _decode(example[0]), example[1]
+
+  def name_skipped(expected, element):
+    index = element[0]
+    for skipped in tf.range(expected, tf.minimum(index, epoch_size)):
+      tf.print(SKIPPED, path_at(skipped), "(it cannot be read or decoded).",
+               output_stream=sys.stderr)
+    return index + 1, element
+
+  decoded = ds.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+  decoded = decoded.ignore_errors()
+  if not repeat:
+    decoded = decoded.concatenate(tf.data.Dataset.from_tensors(
+        (tf.constant(epoch_size, tf.int64), tf.zeros([0, 0, 3], tf.uint8),
+         tf.constant(-1, tf.int32))))
+  named = decoded.scan(tf.constant(0, tf.int64), name_skipped)
+  if not repeat:
+    named = named.filter(lambda index, image, label: index < epoch_size)
+  return named.map(lambda index, image, label: (image, label))
+
+
+def bad_image_path(error: BaseException) -> Optional[str]:
+  """The file a `decode_images` failure names; None for any other error."""
+  if not isinstance(error, tf.errors.OpError):
+    return None
+  match = _FAILED_PATH.search(error.message)
+  return match.group(1) if match else None
+
+
+@contextlib.contextmanager
+def naming_bad_images():
+  """Turns a folder dataset's decoding failure into `errors.BadImageError`.
+
+  Wherever batches are pulled inside it (a training step, an evaluation, a
+  PreciseBN pass), TensorFlow's error for a file that does not decode becomes
+  a `BadImageError` naming the file and what to do; other errors pass as they
+  are. Also a decorator (`train.run` is wrapped in it).
+
+  Raises:
+    errors.BadImageError: a file of a folder dataset failed to decode.
+  """
+  try:
+    yield
+  except tf.errors.OpError as e:
+    path = bad_image_path(e)
+    if path is None:
+      raise
+    raise errors.BadImageError(path) from None
+
+
 def examples(info: registry.DatasetInfo, split: str, *, seed: int,
              split_seed: int, repeat: bool, shuffle: bool,
              input_context: Optional[tf.distribute.InputContext] = None
@@ -133,4 +235,7 @@ def examples(info: registry.DatasetInfo, split: str, *, seed: int,
                      "input pipeline: it has fewer images than input "
                      "pipelines.")
   stream = _ordered_files(paths, labels, seed, repeat, shuffle)
+  if info.skip_bad_images:
+    return skip_bad_images(stream, _path_at(paths, seed, shuffle), len(paths),
+                           repeat), len(paths)
   return decode_images(stream), len(paths)

@@ -101,6 +101,9 @@ class DatasetInfo:
     files: folder datasets: `(path, label, folder)` per image file, `folder`
       being "train" or "test" for a train/ and test/ layout, "" otherwise
       (the holdout is drawn when the pipeline is built).
+    skip_bad_images: folder datasets: drop files that fail to decode (a
+      corrupt body behind a valid header) instead of stopping the pipeline
+      (image_files.py); how the data is read, not what it is.
   """
   name: str
   tfds_name: Optional[str]
@@ -130,6 +133,7 @@ class DatasetInfo:
   num_validation_examples: Optional[int] = None
   validation_examples_per_class: Optional[tuple[int, ...]] = None
   files: tuple = dataclasses.field(default=(), repr=False, compare=False)
+  skip_bad_images: bool = dataclasses.field(default=False, compare=False)
 
   @property
   def base_name(self) -> str:

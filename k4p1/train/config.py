@@ -191,6 +191,14 @@ class RunConfig:
   label_key: Optional[str] = _field(
       None, "tfds: datasets: the ClassLabel feature (default: the single "
       "ClassLabel feature, or the supervised_keys one).")
+  skip_bad_images: bool = _field(
+      False, "folder:DIR datasets: skip image files that fail to decode (a "
+      "corrupt body behind a valid header) instead of ending the run; each "
+      "is named on stderr (once per pass over the data), and epoch sizes "
+      "and dataset sizes still count it. Without it such a file ends the "
+      "run with an error naming it; remove the file and rerun to resume from "
+      "the last checkpoint. TFDS datasets decode their own prepared records: "
+      "it does not apply to them.")
   # Schedule and optimizer.
   batch_size: int = _field(96, "Global batch size of each task (all replicas).")
   train_steps: Optional[int] = _field(

@@ -120,7 +120,8 @@ def dataset_info(config: config_lib.RunConfig, name: str) -> data.DatasetInfo:
 
   `eval_fraction` goes to folder datasets, `image_key` and `label_key` to
   `tfds:` ones (the others reject them); `validation_fraction` to every
-  dataset (its train split then excludes the validation split).
+  dataset (its train split then excludes the validation split);
+  `skip_bad_images` to folder datasets.
   """
   folder = name.startswith(data.FOLDER_PREFIX)
   tfds_name = name.startswith(data.TFDS_PREFIX)
@@ -129,11 +130,12 @@ def dataset_info(config: config_lib.RunConfig, name: str) -> data.DatasetInfo:
       eval_fraction=config.eval_fraction if folder else None,
       image_key=config.image_key if tfds_name else None,
       label_key=config.label_key if tfds_name else None,
-      validation_fraction=config.validation_fraction)
+      validation_fraction=config.validation_fraction,
+      skip_bad_images=config.skip_bad_images and folder)
 
 
 def _check_data_fields(config, tasks) -> None:
-  """eval_fraction, image_key and label_key must apply to some task."""
+  """eval_fraction, image_key, label_key, skip_bad_images apply to some task."""
   infos = [t.dataset for t in tasks]
   if (config.eval_fraction is not None and
       all(info.eval_fraction is None for info in infos)):
@@ -141,6 +143,14 @@ def _check_data_fields(config, tasks) -> None:
         f"eval_fraction={config.eval_fraction!r} applies to folder:DIR "
         "datasets without train/ and test/ folders; no task is one: "
         f"{[info.name for info in infos]}.")
+  if config.skip_bad_images:
+    if not any(info.skip_bad_images for info in infos):
+      raise ValueError("skip_bad_images applies to folder:DIR datasets (TFDS "
+                       "datasets decode their own prepared records); no task "
+                       f"is one: {[info.name for info in infos]}.")
+    logging.warning("skip_bad_images: image files of folder datasets that fail "
+                    "to decode are skipped, each named on stderr; epoch and "
+                    "dataset sizes still count them.")
   for field in ("image_key", "label_key"):
     if getattr(config, field) is not None and not any(
         info.name.startswith(data.TFDS_PREFIX) for info in infos):

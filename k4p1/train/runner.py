@@ -56,6 +56,9 @@ _HPARAMS = ("model", "weights", "alpha", "patch", "bn_stats", "bn_init",
             "strategy")
 
 
+# Every batch of the run is pulled inside: a file of a folder dataset that
+# fails to decode ends it with `data.BadImageError`, not TensorFlow's error.
+@data.naming_bad_images()
 def run(config: Union[config_lib.RunConfig, plan_lib.RunPlan],
         command: Optional[str] = None,
         strategy: Optional[tf.distribute.Strategy] = None) -> dict:
@@ -71,6 +74,9 @@ def run(config: Union[config_lib.RunConfig, plan_lib.RunPlan],
   Raises:
     ValueError: a bad config value (naming the valid choices), or a workdir
       that holds another run (`workdir.WorkdirMismatchError`).
+    data.BadImageError: an image file of a folder dataset failed to decode
+      (the checkpoints written before it are intact: remove the file and
+      rerun to resume, or set `skip_bad_images`).
     RuntimeError: a sequential run changed an earlier task (a bug).
   """
   began = time.time()
