@@ -34,9 +34,11 @@ import time
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from experiments import configs
 from k4p1 import atomic
+from k4p1 import paths
 from k4p1 import workdir as workdir_lib
 
 # The launcher's own flags live apart from absl's global FLAGS: the entry
@@ -106,9 +108,9 @@ def row_status(row: dict, results_dir) -> str:
   if not results_dir:
     return "pending"
   workdir = os.path.join(results_dir, row.get("run_id", row["row_id"]))
-  if os.path.exists(os.path.join(workdir, RESULTS_FILE)):
+  if paths.exists(os.path.join(workdir, RESULTS_FILE)):
     return "done"
-  return "started" if os.path.isdir(workdir) else "pending"
+  return "started" if paths.isdir(workdir) else "pending"
 
 
 def given_flag_names(extra_flags) -> set:
@@ -135,9 +137,16 @@ def check_required(config: str, rows, extra_flags) -> None:
                      f"({'; '.join(h.split('pass ', 1)[1] for h in hints)}).")
 
 
+def _open_log(log_path: str):
+  """`log_path` opened for appending (a URL through tf.io.gfile)."""
+  if paths.is_url(log_path):  # On object stores, uploaded when closed.
+    return tf.io.gfile.GFile(log_path, "a")
+  return open(log_path, "a", encoding="utf-8")
+
+
 def run_row(command, log_path: str) -> int:
   """Runs `command`, copying its output to stdout and `log_path`; its exit code."""
-  with open(log_path, "a", encoding="utf-8") as log:
+  with _open_log(log_path) as log:
     log.write(f"$ {shlex.join(command)}\n")
     log.flush()
     process = subprocess.Popen(command, stdout=subprocess.PIPE,
@@ -168,7 +177,7 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
       print(shlex.join(command), flush=True)
       outcome[row_id] = "dry run"
       continue
-    os.makedirs(log_dir, exist_ok=True)
+    tf.io.gfile.makedirs(log_dir)
     print(f"[launch] {row_id}: {shlex.join(command)}", flush=True)
     began = time.time()
     code = run_row(command, os.path.join(log_dir, f"{row_id}.log"))

@@ -13,8 +13,11 @@
 <workdir>/tflite/              --export_tflite: <task>.tflite (transfer) or
                                tasks.tflite (multi-task: one file, every task)
 <workdir>/sequential/<tasks>/  a sequential run's own config, results, ...
+<workdir>/run.lock             while a run holds the workdir (workdir_lock.py)
 ```
-Every file is written through `k4p1.atomic` (temp file, then rename).
+A workdir may be local or a URL (`gs://...`, `ram://...`: `k4p1.paths`).
+Every file is written through `k4p1.atomic` (temp file, then rename; a single
+object write on object stores) and read through `tf.io.gfile`.
 """
 
 import json
@@ -22,6 +25,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from k4p1 import atomic
+from k4p1 import paths
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -37,6 +41,7 @@ TFLITE_EXTENSION = ".tflite"
 MULTITASK_TFLITE = "tasks"  # tflite/tasks.tflite serves every task.
 SHARED_HEAD_FILE = os.path.join(PATCH_DIR, "shared_head.npz")
 SEQUENTIAL_DIR = "sequential"
+LOCK_FILE = "run.lock"
 
 
 class WorkdirMismatchError(ValueError):
@@ -80,6 +85,10 @@ def tflite_path(workdir: str, name: str) -> str:
   return os.path.join(workdir, TFLITE_DIR, name + TFLITE_EXTENSION)
 
 
+def lock_path(workdir: str) -> str:
+  return os.path.join(workdir, LOCK_FILE)
+
+
 def shared_head_path(workdir: str) -> str:
   return os.path.join(workdir, SHARED_HEAD_FILE)
 
@@ -90,7 +99,11 @@ def sequential_run_dir(workdir: str, task_names: Sequence[str]) -> str:
 
 
 def save_weights(model, path: str) -> None:
-  """`model.save_weights(path)` through a temp file (a Keras model or layer)."""
+  """`model.save_weights(path)` through a local temp file (a model or layer).
+
+  Keras writes the temp file; `atomic.output_path` renames it into place, or
+  copies it to a URL `path`.
+  """
   with atomic.output_path(path) as tmp:
     model.save_weights(tmp, overwrite=True)
 
@@ -107,7 +120,7 @@ def read_manifest_for_sequential(workdir: str) -> dict:
       run (its head is shared by every resolution).
   """
   path = manifest_path(workdir)
-  if not os.path.exists(path):
+  if not paths.exists(path):
     raise WorkdirMismatchError(
         f"Workdir {workdir!r} holds no finished multi-task run "
         f"({MANIFEST_FILE} is missing): run experiments.multitask without "
@@ -132,8 +145,8 @@ def write_json_atomic(path: str, payload: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+  """The JSON file `path` (local or a URL), parsed."""
+  return json.loads(paths.read_text(path))
 
 
 def check_rerun(workdir: str, config: Mapping[str, Any],
@@ -155,9 +168,9 @@ def check_rerun(workdir: str, config: Mapping[str, Any],
       the directory holds files that are not a k4p1 run's.
   """
   path = config_path(workdir)
-  if not os.path.exists(path):
+  if not paths.exists(path):
     leftovers = [name for name in (CHECKPOINT_DIR, RESULTS_FILE, PATCH_DIR)
-                 if os.path.exists(os.path.join(workdir, name))]
+                 if paths.exists(os.path.join(workdir, name))]
     if leftovers:
       raise WorkdirMismatchError(
           f"Workdir {workdir!r} has {leftovers} but no {CONFIG_FILE}: it is not "

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from k4p1 import models
 from k4p1 import patches
+from k4p1 import paths
 from k4p1 import train
 from k4p1.patches import litert
 from k4p1.train import build
@@ -255,7 +256,7 @@ def test_transfer_int8_calibrates_on_the_training_split(tmp_path, monkeypatch):
   calls = []
   monkeypatch.setattr(litert, "export_task",
                       lambda *args: calls.append(args) or {})
-  monkeypatch.setattr(os.path, "getsize", lambda path: 1)
+  monkeypatch.setattr(paths, "size", lambda path: 1)
   outputs._write_tflite(plan, ["model"])  # pylint: disable=protected-access
   (_, path, quantization, calibration, size), = calls
   assert path.endswith(os.path.join("tflite", "mnist5k_0-2.tflite"))

@@ -1,9 +1,14 @@
-"""A run killed with SIGKILL after its first checkpoint resumes when rerun."""
+"""A run killed with SIGKILL after its first checkpoint resumes when rerun.
+
+The killed run's workdir lock stays behind; the rerun, on the same host,
+sees that its pid is gone and takes the lock over (k4p1.workdir_lock).
+"""
 
 import json
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +50,8 @@ def test_sigkilled_run_resumes_to_the_requested_steps(tmp_path):
   _, stderr = first.communicate()
   assert first.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
   assert index.exists() and not (workdir / "results.json").exists()
+  lock = workdir / "run.lock"
+  assert json.loads(lock.read_text())["pid"] == first.pid
 
   second = subprocess.run(command, cwd=REPO, capture_output=True, timeout=300)
   assert second.returncode == 0, second.stderr.decode()[-3000:]
@@ -55,6 +62,10 @@ def test_sigkilled_run_resumes_to_the_requested_steps(tmp_path):
   assert results["resumed_from_step"] % CHECKPOINT_EVERY == 0
   assert results["steps"] == results["optimizer_steps"] == STEPS
   assert "Restored" in second.stderr.decode()
+  assert (f"Taking over the lock of workdir {workdir} from host "
+          f"{socket.gethostname()}, pid {first.pid}") in second.stderr.decode()
+  assert "is no longer running on this host" in second.stderr.decode()
+  assert not lock.exists()
   # The first process initialised the BN layers; the checkpoint carries them.
   assert results["bn_init"] == {"method": "preserve",
                                 "restored_from_checkpoint": True}

@@ -15,7 +15,8 @@ Resolving (`folder_info`) lists every file and reads the first bytes of
 each: a file whose extension or content is not one of the four formats fails
 there, named, before anything is built. Images are decoded lazily in tf.data
 (image_files.py); a file that still cannot be decoded (a corrupt body behind
-a valid header) stops the pipeline with an error naming it.
+a valid header) stops the pipeline with an error naming it. DIR may be a URL
+(`gs://bucket/photos`: listed and read through `tf.io.gfile`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Optional
 
 import numpy as np
 
+from k4p1 import paths
 from k4p1.data import offline
 from k4p1.data import registry
 from k4p1.data import validation
@@ -59,8 +61,7 @@ def _file_problem(path: str) -> Optional[str]:
     return (f"not an image file (extension {extension or 'none'!r}; "
             f"images are {', '.join(IMAGE_EXTENSIONS)})")
   try:
-    with open(path, "rb") as f:
-      header = f.read(32)
+    header = paths.read_bytes(path, 32)
   except OSError as e:
     return f"unreadable ({e.strerror or e})"
   if not header:
@@ -80,14 +81,14 @@ def _visible(names):
 
 
 def _subfolders(path: str) -> list[str]:
-  return [n for n in _visible(os.listdir(path))
-          if os.path.isdir(os.path.join(path, n))]
+  return [n for n in _visible(paths.listdir(path))
+          if paths.isdir(os.path.join(path, n))]
 
 
 def _class_files(class_dir: str) -> list[str]:
   """Every visible file below `class_dir`, in a fixed (sorted) order."""
   files = []
-  for parent, dirs, names in os.walk(class_dir):
+  for parent, dirs, names in paths.walk(class_dir):
     dirs[:] = _visible(dirs)
     files.extend(os.path.join(parent, n) for n in _visible(names))
   return files
@@ -167,15 +168,16 @@ def _resolve_root(directory: str) -> str:
   if not directory:
     raise ValueError(f"Empty folder dataset name {registry.FOLDER_PREFIX!r}: "
                      f"use '{registry.FOLDER_PREFIX}<directory>'.")
-  root = os.path.abspath(os.path.expanduser(directory))
-  if os.path.isdir(root):
+  root = paths.absolute(directory if paths.is_url(directory)
+                        else os.path.expanduser(directory))
+  if paths.isdir(root):
     return root
   hint = ""
   head, _, tail = root.rpartition(":")
-  if head and os.path.isdir(head):
+  if head and paths.isdir(head):
     hint = (f" (folder datasets take no label subset such as ':{tail}': "
             "put only the classes you want in the folder)")
-  what = "is not a directory" if os.path.exists(root) else "does not exist"
+  what = "is not a directory" if paths.exists(root) else "does not exist"
   raise ValueError(f"Folder dataset directory {root!r} {what}{hint}.")
 
 

@@ -29,6 +29,7 @@ import h5py
 import keras
 
 from k4p1 import architectures
+from k4p1 import paths
 
 # Seconds a Keras weight download may wait on the network before we give up.
 _DOWNLOAD_TIMEOUT_S = 15
@@ -87,7 +88,7 @@ def check_weights(weights):
                      f"{WEIGHTS_CHOICES}.")
   if weights.startswith(CHECKPOINT_PREFIXES):
     return weights
-  if not os.path.exists(weights):
+  if not paths.exists(weights):
     raise ValueError(f"weights={weights!r}: no such file. Valid choices: "
                      f"{WEIGHTS_CHOICES}.")
   return weights
@@ -203,27 +204,35 @@ def load_weights_file(model: keras.Model, path: str) -> None:
 
   Args:
     model: the freshly built backbone to fill in place.
-    path: the weights file.
+    path: the weights file, local or a URL (`gs://...`, `ram://...`: read
+      from a local temp copy).
 
   Raises:
     FileNotFoundError: `path` does not exist.
     ValueError: the file's extension is not supported, or no model in it has
       the backbone's layers.
   """
-  if not os.path.exists(path):
+  path = os.fspath(path)
+  if not paths.exists(path):
     raise FileNotFoundError(
         f"Weights file {path!r} does not exist. Valid weights: "
         f"{WEIGHTS_CHOICES}.")
-  if path.endswith(".weights.h5"):
-    model.load_weights(path)
-    return
-  if path.endswith(".h5") and not _is_whole_model_h5(path):
-    model.load_weights(path)  # Legacy weights-only file, e.g. Keras' own.
-    return
   if not path.endswith((".keras", ".h5")):
     raise ValueError(f"Unsupported weights file {path!r}; valid extensions: "
                      ".keras, .h5, .weights.h5.")
-  source = keras.models.load_model(path, compile=False)
+  with paths.local_copy(path) as local:
+    _load_local_weights_file(model, local, path)
+
+
+def _load_local_weights_file(model: keras.Model, local: str, path: str) -> None:
+  """`load_weights_file` from `local`, a local copy of `path` (for messages)."""
+  if path.endswith(".weights.h5"):
+    model.load_weights(local)
+    return
+  if path.endswith(".h5") and not _is_whole_model_h5(local):
+    model.load_weights(local)  # Legacy weights-only file, e.g. Keras' own.
+    return
+  source = keras.models.load_model(local, compile=False)
   donor = _find_donor(source, model)
   if donor is None:
     raise ValueError(

@@ -51,7 +51,6 @@ training keeps exponential moving averages of trainable variables
 uses them when present (`use_ema=True`).
 """
 
-import glob
 import os
 import re
 
@@ -59,6 +58,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from k4p1 import paths
 from k4p1.models import checkpoint_names as names
 from k4p1.models import ckpt_mapping
 
@@ -105,26 +105,28 @@ def resolve_checkpoint_path(path: str) -> str:
     CheckpointNotFoundError: nothing there (a `FileNotFoundError`).
     ValueError: a directory holding several checkpoints.
   """
-  path = os.path.expanduser(os.fspath(path))
+  path = os.fspath(path)
+  path = path if paths.is_url(path) else os.path.expanduser(path)
   path = re.sub(r"\.(index|meta|data-\d+-of-\d+)$", "", path)
-  if os.path.isdir(path):
+  if paths.isdir(path):
     for directory in (path, os.path.join(path, "checkpoint")):
-      if not os.path.isdir(directory):
+      if not paths.isdir(directory):
         continue
       latest = tf.train.latest_checkpoint(directory)
       if latest:
         return latest
-      found = sorted(p[:-len(".index")]
-                     for p in glob.glob(os.path.join(directory, "*.index")))
+      found = sorted(p[:-len(".index")] for p in tf.io.gfile.glob(
+          os.path.join(directory, "*.index")))
       found = found or sorted(
-          p for p in glob.glob(os.path.join(directory, "*.ckpt"))
-          if os.path.isfile(p))
+          p for p in tf.io.gfile.glob(os.path.join(directory, "*.ckpt"))
+          if paths.isfile(p))
       if len(found) == 1:
         return found[0]
       if found:
         raise ValueError(f"{directory!r} holds several checkpoints "
                          f"({', '.join(found)}); pass one of these prefixes.")
-  elif os.path.exists(path + ".index") or os.path.isfile(path):
+  # Not `elif`: ram:// calls every prefix of a file name a directory.
+  if paths.exists(path + ".index") or paths.isfile(path):
     return path
   raise CheckpointNotFoundError(
       f"No TensorFlow checkpoint at {path!r} (looked for {path}.index, a V1 "

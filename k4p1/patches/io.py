@@ -27,6 +27,7 @@ import numpy as np
 
 import k4p1
 from k4p1 import atomic
+from k4p1 import paths
 from k4p1.patches import inject
 from k4p1.patches import gates
 
@@ -144,15 +145,17 @@ def read_patch_file(path: str):
   Returns:
     `(spec_json, arrays)`: the parsed `spec.json` and a dict of numpy arrays.
 
+  `path` may be local or a URL (`gs://...`, `ram://...`).
+
   Raises:
     FileNotFoundError: no file at `path`.
     PatchFileError: the file is not a complete, valid k4p1 patch.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
+  if not paths.isfile(path):
     raise FileNotFoundError(f"No patch file at {path!r}.")
   try:
-    with zipfile.ZipFile(path) as z:
+    with zipfile.ZipFile(io.BytesIO(paths.read_bytes(path))) as z:
       names = set(z.namelist())
       missing = {_SPEC_MEMBER, _WEIGHTS_MEMBER} - names
       if missing:

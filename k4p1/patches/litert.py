@@ -25,7 +25,6 @@ into its kernel."""
 
 import json
 import os
-import pathlib
 import tempfile
 import warnings
 
@@ -36,6 +35,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
 from k4p1 import atomic
+from k4p1 import paths
 from k4p1.patches import inject
 from k4p1.patches import serving
 from k4p1.patches import gates
@@ -334,7 +334,7 @@ def read_metadata(path_or_bytes) -> dict:
   """
   blob, name = path_or_bytes, "The model"
   if not isinstance(blob, (bytes, bytearray)):
-    name, blob = os.fspath(blob), pathlib.Path(blob).read_bytes()
+    name, blob = os.fspath(blob), paths.read_bytes(blob)
   model = schema.Model.GetRootAs(blob, 0)
   for i in range(model.MetadataLength()):
     entry = model.Metadata(i)
@@ -357,7 +357,7 @@ class LiteRTModel:
   """A file of this module in an interpreter; `metadata`: its record, `tasks`."""
 
   def __init__(self, path: str, num_threads: int | None = None):
-    blob = pathlib.Path(path).read_bytes()
+    blob = paths.read_bytes(path)
     self.path, self.metadata = path, read_metadata(blob)
     self.tasks = list(self.metadata["tasks"])
     with warnings.catch_warnings():  # tf.lite's, when LiteRT is not installed.

@@ -3,7 +3,9 @@
 A run's workdir holds one `results.json` (format: DESIGN.md "Workdir", plus the
 keys `experiment` and `config`). This module turns each into a `RunResult` and
 rejects a malformed file with an error that names the file and the bad key, so a
-broken run is never silently dropped from, or mis-read into, a table.
+broken run is never silently dropped from, or mis-read into, a table. The
+results directory may be a URL (`gs://...`, `ram://...`): files are found and
+read through `tf.io.gfile`, and named by `str` URLs instead of `pathlib.Path`s.
 """
 
 import dataclasses
@@ -13,6 +15,7 @@ import os
 import pathlib
 from typing import Any, Mapping
 
+from k4p1 import paths
 from k4p1 import workdir as workdir_lib
 
 RESULTS_FILENAME = workdir_lib.RESULTS_FILE
@@ -82,7 +85,7 @@ class RunResult:
   config: Mapping[str, Any]
   system_params: int | None
   separate_models_params: int | None
-  path: pathlib.Path
+  path: pathlib.Path | str  # A str for a URL.
 
   @property
   def patch_kinds(self) -> frozenset[str]:
@@ -128,12 +131,19 @@ def canonical_patch(kinds: frozenset[str]) -> str:
   return "+".join(known + sorted(kinds - set(KIND_ORDER)))
 
 
-def find_results_files(results_dir: str | os.PathLike[str]) -> list[pathlib.Path]:
+def find_results_files(results_dir: str | os.PathLike[str]) -> list[pathlib.Path | str]:
   """Every results.json under `results_dir`, at any depth, sorted by path.
 
   Raises:
     FileNotFoundError: `results_dir` is not a directory.
   """
+  if paths.is_url(results_dir):
+    root = os.fspath(results_dir)
+    if not paths.isdir(root):
+      raise FileNotFoundError(f"results_dir {root!r} is not a directory")
+    return sorted(os.path.join(parent, RESULTS_FILENAME)
+                  for parent, _, names in paths.walk(root)
+                  if RESULTS_FILENAME in names)
   root = pathlib.Path(results_dir)
   if not root.is_dir():
     raise FileNotFoundError(f"results_dir {str(root)!r} is not a directory")
@@ -292,13 +302,14 @@ def load_run(path: str | os.PathLike[str],
   Raises:
     ResultsFileError: the file is not valid JSON or does not follow the format.
   """
-  path = pathlib.Path(path)
+  path = os.fspath(path) if paths.is_url(path) else pathlib.Path(path)
   try:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(paths.read_text(path))
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise _fail(path, f"cannot read results: {e}") from e
-  root = pathlib.Path(results_dir) if results_dir is not None else path.parent
-  workdir = os.path.relpath(path.parent, root).replace(os.sep, "/")
+  parent = os.path.dirname(path)
+  root = results_dir if results_dir is not None else parent
+  workdir = paths.relative(parent, root).replace(os.sep, "/")
   return parse_results(data, path, workdir)
 
 

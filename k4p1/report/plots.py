@@ -14,6 +14,7 @@ from matplotlib import lines as lines_lib
 from matplotlib.backends import backend_agg
 
 from k4p1 import atomic
+from k4p1 import paths
 from k4p1.report import grids as grids_lib
 from k4p1.report import taps as taps_lib
 
@@ -193,9 +194,10 @@ def plot_filename(grid: grids_lib.Grid) -> str:
   return f"{grid.table_id}_{'lr' if grid.kind == 'lr_sweep' else 'params'}.png"
 
 
-def save_figure(fig: figure_lib.Figure, path: str | os.PathLike[str]) -> pathlib.Path:
-  """Writes `fig` as PNG to `path` atomically (temp file in the same dir, then rename)."""
-  path = pathlib.Path(path)
+def save_figure(fig: figure_lib.Figure,
+                path: str | os.PathLike[str]) -> pathlib.Path | str:
+  """Writes `fig` as PNG to `path` (local, or a URL: returned as a str) atomically."""
+  path = os.fspath(path) if paths.is_url(path) else pathlib.Path(path)
   with atomic.output_path(path) as tmp:
     fig.savefig(tmp, format="png")
   return path

@@ -7,6 +7,7 @@ from typing import Iterable
 from absl import logging
 
 from k4p1 import atomic
+from k4p1 import paths
 from k4p1.report import collect
 from k4p1.report import grids as grids_lib
 from k4p1.report import plots
@@ -16,11 +17,20 @@ FORMATS = ("md", "csv", "png")
 TABLES_FILENAME = "tables.md"
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> pathlib.Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> pathlib.Path | str:
   """`atomic.write_text_atomic` that returns `path`, for the list of files written."""
-  path = pathlib.Path(path)
+  path = os.fspath(path) if paths.is_url(path) else pathlib.Path(path)
   atomic.write_text_atomic(path, text)
   return path
+
+
+def _output_dir(directory: str | os.PathLike[str]) -> pathlib.Path | str:
+  """A local `directory` as a created `pathlib.Path`; a URL as is."""
+  if paths.is_url(directory):
+    return os.fspath(directory)
+  out = pathlib.Path(directory)
+  out.mkdir(parents=True, exist_ok=True)
+  return out
 
 
 def _check_formats(formats: Iterable[str]) -> tuple[str, ...]:
@@ -33,17 +43,18 @@ def _check_formats(formats: Iterable[str]) -> tuple[str, ...]:
 
 def write_report(results_dir: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str] | None = None,
-                 formats: Iterable[str] = FORMATS) -> list[pathlib.Path]:
+                 formats: Iterable[str] = FORMATS) -> list[pathlib.Path | str]:
   """Turns every results.json under `results_dir` into tables and plots.
 
   Args:
-    results_dir: directory holding run workdirs, at any depth.
+    results_dir: directory holding run workdirs, at any depth (local or a
+      URL: `gs://...`, `ram://...`).
     out_dir: where to write (created if missing); default `results_dir`.
     formats: any of "md" (tables.md), "csv" (<table_id>.csv per table),
       "png" (<table_id>_params.png / <table_id>_lr.png per plottable table).
 
   Returns:
-    The files written, in writing order.
+    The files written, in writing order (`pathlib.Path`s, `str`s for URLs).
 
   Raises:
     FileNotFoundError: `results_dir` is not a directory.
@@ -54,21 +65,22 @@ def write_report(results_dir: str | os.PathLike[str],
   runs = collect.collect_runs(results_dir)
   if not runs:
     raise ValueError(f"no {collect.RESULTS_FILENAME} under {str(results_dir)!r}")
-  out = pathlib.Path(out_dir if out_dir is not None else results_dir)
-  out.mkdir(parents=True, exist_ok=True)
+  out = _output_dir(out_dir if out_dir is not None else results_dir)
   grids = grids_lib.build_grids(runs)
   tables = [tables_lib.build_table(grid) for grid in grids]
   written = []
   if "md" in formats:
-    written.append(write_text_atomic(out / TABLES_FILENAME,
+    written.append(write_text_atomic(os.path.join(out, TABLES_FILENAME),
                                      tables_lib.render_document(tables, len(runs))))
   if "csv" in formats:
     for table in tables:
-      written.append(write_text_atomic(out / f"{table.table_id}.csv", tables_lib.render_csv(table)))
+      written.append(write_text_atomic(os.path.join(out, f"{table.table_id}.csv"),
+                                       tables_lib.render_csv(table)))
   if "png" in formats:
     for grid in grids:
       fig = plots.plot_grid(grid)
       if fig is not None:
-        written.append(plots.save_figure(fig, out / plots.plot_filename(grid)))
+        written.append(plots.save_figure(
+            fig, os.path.join(out, plots.plot_filename(grid))))
   logging.info("Wrote %s file(s) for %s run(s) to %s", len(written), len(runs), out)
   return written

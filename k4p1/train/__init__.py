@@ -46,4 +46,5 @@ from k4p1.train.strategy import STRATEGIES
 from k4p1.train.summaries import SummaryWriter
 from k4p1.workdir import BACKBONE_FILE
 from k4p1.workdir import WorkdirMismatchError
+from k4p1.workdir_lock import WorkdirLockedError
 from k4p1.workdir import write_json_atomic

@@ -9,11 +9,12 @@ saved: a resumed run starts a freshly shuffled pass over the training data.
 """
 
 import os
-import shutil
 from typing import Optional
 
 from absl import logging
 import tensorflow as tf
+
+from k4p1 import paths
 
 
 class RunCheckpoint:
@@ -74,8 +75,8 @@ class RunCheckpoint:
 
   def remove_scratch(self) -> None:
     """Deletes this process's checkpoints if they are a non-chief's scratch."""
-    if os.path.abspath(self.directory) != os.path.abspath(self.restore_directory):
-      shutil.rmtree(self.directory, ignore_errors=True)
+    if paths.absolute(self.directory) != paths.absolute(self.restore_directory):
+      paths.remove_tree(self.directory)
 
 
 def scratch_directory(directory: str, worker_index: int) -> str:

@@ -9,6 +9,7 @@ import re
 from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
+from k4p1 import paths
 from k4p1.train import config as config_lib
 from k4p1.train import optimizers
 from k4p1.train import performance
@@ -19,6 +20,8 @@ from k4p1.train import strategy as strategy_lib
 _UNSAFE_IN_SCOPES = re.compile(r"[^A-Za-z0-9_.\-]")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]+$")
 _POSITIVE = ("learning_rate", "lr_decay_epochs", "lr_decay_rate", "log_every_secs")
+# URL schemes TFDS opens as its data directory itself (through etils.epath).
+TFDS_DATA_DIR_SCHEMES = ("gs", "s3")
 
 
 def check_choice(field: str, value, choices) -> None:
@@ -65,6 +68,7 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
                      "K-task file's int8 accuracy is near chance; use "
                      "dynamic_int8 (see k4p1.patches.litert).")
   models.check_weights(config.weights)
+  check_data_dir(config.data_dir)
   if config.alpha != 1.0 and not arch.supports_alpha:
     raise ValueError(f"alpha={config.alpha} is not supported by {config.model}; "
                      "only MobileNets take a width multiplier.")
@@ -108,6 +112,36 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
     raise ValueError(f"tpu_address={config.tpu_address!r} needs strategy "
                      f"'tpu', not {config.strategy!r}.")
   return spec
+
+
+def check_data_dir(data_dir, infos=()) -> None:
+  """A URL data_dir: TFDS datasets in a gs:// or s3:// directory only.
+
+  Args:
+    data_dir: the config's data_dir.
+    infos: the run's resolved datasets (`DatasetInfo`s); none: check the
+      scheme only (before TFDS sees the directory).
+
+  Raises:
+    ValueError: a scheme TFDS cannot open, or an offline dataset (it reads
+      `data_dir` from a local disk).
+  """
+  if data_dir is None or not paths.is_url(data_dir):
+    return
+  if paths.scheme(data_dir) not in TFDS_DATA_DIR_SCHEMES:
+    raise ValueError(
+        f"data_dir={data_dir!r}: TFDS opens its data directory through "
+        "etils.epath, which reads local paths and "
+        f"{', '.join(s + '://' for s in TFDS_DATA_DIR_SCHEMES)} URLs, not "
+        f"{paths.scheme(data_dir)}://. Prepare the datasets on a local disk "
+        "(on every host) or in a gs:// bucket.")
+  offline = [info.name for info in infos
+             if info.source == data.registry.SOURCE_OFFLINE]
+  if offline:
+    raise ValueError(
+        f"data_dir={data_dir!r} is a URL, but {offline} read their files "
+        "(mnist_5k.csv.gz, the MNIST-M photos) from a local directory: drop "
+        "data_dir (the packaged copies are used) or pass a local one.")
 
 
 def _check_validation_fraction(value) -> None:
@@ -222,9 +256,10 @@ def default_task_name(dataset: str) -> str:
     ValueError: the name still has characters outside [A-Za-z0-9_.-].
   """
   if dataset.startswith(data.FOLDER_PREFIX):
-    directory = os.path.abspath(os.path.expanduser(
-        dataset[len(data.FOLDER_PREFIX):]))
-    return "folder_" + _UNSAFE_IN_SCOPES.sub("_", os.path.basename(directory))
+    directory = dataset[len(data.FOLDER_PREFIX):]
+    if not paths.is_url(directory):
+      directory = os.path.expanduser(directory)
+    return "folder_" + _UNSAFE_IN_SCOPES.sub("_", paths.basename(directory))
   name = dataset.replace(":", "_").replace(",", "_")
   if dataset.startswith(data.TFDS_PREFIX):
     name = name.replace("/", "_")

@@ -15,13 +15,13 @@ File places are `k4p1.workdir`'s; every write goes through `k4p1.atomic`.
 """
 
 import hashlib
-import os
 
 import numpy as np
 
 from k4p1 import atomic
 from k4p1 import data
 from k4p1 import patches
+from k4p1 import paths
 from k4p1 import workdir as workdir_lib
 from k4p1.patches import io as patches_io
 from k4p1.patches import litert
@@ -78,13 +78,13 @@ def write_artefacts(plan, run_models) -> dict:
   if experiment == "transfer":
     path = workdir_lib.patch_path(workdir, plan.tasks[0].model_name)
     patches.save_patch(task_models[0], path)
-    return {"patch_file": os.path.relpath(path, workdir),
-            "patch_file_bytes": os.path.getsize(path),
+    return {"patch_file": paths.relative(path, workdir),
+            "patch_file_bytes": paths.size(path),
             **_write_tflite(plan, task_models)}
   if experiment == "pretrain":
     path = workdir_lib.backbone_path(workdir)
     workdir_lib.save_weights(base, path)
-    return {"backbone_weights": os.path.abspath(path)}
+    return {"backbone_weights": paths.absolute(path)}
   if experiment != "sequential":
     workdir_lib.save_weights(base, workdir_lib.backbone_path(workdir))
   entries = _save_patches(plan, task_models)
@@ -102,7 +102,7 @@ def write_artefacts(plan, run_models) -> dict:
   export = workdir_lib.export_dir(workdir)
   size = plan.config.export_image_size
   patches.export_multitask(task_models, export, image_size=(size, size))
-  return {"export": os.path.relpath(export, plan.run_dir),
+  return {"export": paths.relative(export, plan.run_dir),
           **_write_tflite(plan, task_models)}
 
 
@@ -123,8 +123,8 @@ def _write_tflite(plan, task_models) -> dict:
     path = workdir_lib.tflite_path(config.workdir, workdir_lib.MULTITASK_TFLITE)
     litert.export_multitask(task_models, path, quantization,
                             image_size=config.export_image_size)
-  return {"tflite_file": os.path.relpath(path, plan.run_dir),
-          "tflite_file_bytes": os.path.getsize(path),
+  return {"tflite_file": paths.relative(path, plan.run_dir),
+          "tflite_file_bytes": paths.size(path),
           "tflite_quantization": quantization}
 
 
@@ -151,7 +151,7 @@ def _save_patches(plan, task_models) -> list:
                     "dataset": task.dataset.name,
                     "num_classes": task.num_classes,
                     "image_size": task.image_size,
-                    "patch_file": os.path.relpath(path, workdir),
+                    "patch_file": paths.relative(path, workdir),
                     "added_by": plan.experiment})
   return entries
 

@@ -22,6 +22,7 @@ from absl import logging
 from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
+from k4p1 import paths
 from k4p1 import workdir as workdir_lib
 from k4p1.train import checks
 from k4p1.train import config as config_lib
@@ -137,6 +138,7 @@ def dataset_info(config: config_lib.RunConfig, name: str) -> data.DatasetInfo:
 def _check_data_fields(config, tasks) -> None:
   """eval_fraction, image_key, label_key, skip_bad_images apply to some task."""
   infos = [t.dataset for t in tasks]
+  checks.check_data_dir(config.data_dir, infos)
   if (config.eval_fraction is not None and
       all(info.eval_fraction is None for info in infos)):
     raise ValueError(
@@ -162,7 +164,7 @@ def _check_data_fields(config, tasks) -> None:
 def _inherit_data_fields(config) -> config_lib.RunConfig:
   """A sequential run reads the earlier tasks as the first run did."""
   path = workdir_lib.config_path(config.workdir)
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return config
   first = workdir_lib.read_json(path).get("config", {})
   return config.replace(**{
@@ -189,8 +191,8 @@ def resolve(config: config_lib.RunConfig) -> RunPlan:
     config = config.replace(
         model=manifest["model"], alpha=manifest["alpha"],
         add_missing_scales=manifest["add_missing_scales"],
-        weights=os.path.abspath(os.path.join(config.workdir,
-                                             manifest["backbone"])),
+        weights=paths.absolute(os.path.join(config.workdir,
+                                            manifest["backbone"])),
         export_image_size=manifest["export_image_size"])
     config = _inherit_data_fields(config)
     arch = models.get_architecture(config.model)

@@ -8,7 +8,9 @@ results = train.run(train.RunConfig(workdir="runs/mt",
                                     tasks=("cifar10", "cifar100")))
 ```
 The run, in order: resolve the config once (`plan.resolve`: every check, the
-patch spec and the datasets); refuse a workdir that holds another run; build
+patch spec and the datasets); take the workdir's lock (the chief;
+`workdir_lock`: a live run there stops this one); refuse a workdir that holds
+another run; build
 the strategy, the models (`build`), the training state (optimizer, step and
 per-task step counters, checkpoint; restored when resuming); write
 config.json; train with one loop whose step driver trains every task or one
@@ -18,7 +20,6 @@ multi-resolution, sequential and pretraining runs differ only in their plan.
 Rerunning with the same workdir resumes from the last checkpoint.
 """
 
-import os
 import shlex
 import sys
 import time
@@ -31,7 +32,9 @@ import tensorflow as tf
 import k4p1
 from k4p1 import data
 from k4p1 import patches
+from k4p1 import paths
 from k4p1 import workdir as workdir_lib
+from k4p1 import workdir_lock
 from k4p1.train import bn_init
 from k4p1.train import build
 from k4p1.train import config as config_lib
@@ -73,7 +76,8 @@ def run(config: Union[config_lib.RunConfig, plan_lib.RunPlan],
 
   Raises:
     ValueError: a bad config value (naming the valid choices), or a workdir
-      that holds another run (`workdir.WorkdirMismatchError`).
+      that holds another run (`workdir.WorkdirMismatchError`), or that a live
+      run is using (`workdir_lock.WorkdirLockedError`, naming it).
     data.BadImageError: an image file of a folder dataset failed to decode
       (the checkpoints written before it are intact: remove the file and
       rerun to resume, or set `skip_bad_images`).
@@ -86,12 +90,16 @@ def run(config: Union[config_lib.RunConfig, plan_lib.RunPlan],
                                            settings.tpu_address)
   plan = config if isinstance(config, plan_lib.RunPlan) else plan_lib.resolve(config)
   command = command if command is not None else shlex.join(sys.argv)
-  # The dtype policy is global Keras state: set it for this run only.
-  previous_policy = performance.set_mixed_precision(plan.config.mixed_precision)
-  try:
-    return _Run(plan, command, strategy).execute(began)
-  finally:
-    keras.config.set_dtype_policy(previous_policy)
+  # One process per workdir: a sequential run writes into the base workdir.
+  with workdir_lock.hold(plan.config.workdir, command,
+                         enabled=strategy_lib.is_chief(strategy)):
+    # The dtype policy is global Keras state: set it for this run only.
+    previous_policy = performance.set_mixed_precision(
+        plan.config.mixed_precision)
+    try:
+      return _Run(plan, command, strategy).execute(began)
+    finally:
+      keras.config.set_dtype_policy(previous_policy)
 
 
 def pretrain_backbone(config: config_lib.RunConfig,
@@ -229,7 +237,7 @@ class _Run:
   def _write_hparams(self) -> None:
     config = self.plan.config
     self.writer.hparams({k: getattr(config, k) for k in _HPARAMS},
-                        trial_id=os.path.basename(os.path.abspath(self.plan.run_dir)))
+                        trial_id=paths.basename(self.plan.run_dir))
     if self.plan.experiment == "transfer":
       counts = outputs.params(self.plan, self.models, self.state.variables)
       self.writer.scalars(self.state.start_step, {
@@ -311,7 +319,7 @@ class _Run:
     }
     if plan.experiment == "sequential":
       results["earlier_tasks_unchanged"] = True
-      results["base_workdir"] = os.path.abspath(config.workdir)
+      results["base_workdir"] = paths.absolute(config.workdir)
     if self.chief:
       results.update(outputs.write_artefacts(plan, self.models))
     results["wall_s"] = time.time() - began
