@@ -176,77 +176,93 @@ def _local_disk_watch(directory):
                       if not n.startswith(_TF_TEMP_FILES))
 
 
-@pytest.fixture(scope="module")
-def ram_runs(tmp_path_factory):
-  """A transfer run (resumed once) and a multi-task run under one ram:// root."""
-  root = ram_root()
+def _base_weights(root: str) -> str:
+  """A random MobileNetV2 0.35 base saved at the URL; returns its path."""
   weights = f"{root}/base.weights.h5"
-  common = dict(weights=weights, alpha=0.35, image_size=32, batch_size=8,
-                eval_every=0, precise_bn_batches=2, summary_every=1)
-  transfer = dict(common, workdir=f"{root}/runs/transfer", dataset="mnist5k:5-9",
-                  train_steps=2, checkpoint_every=1, export_tflite=True)
-  with _local_disk_watch(tmp_path_factory.mktemp("local")) as local:
-    workdir_lib.save_weights(
-        models.build_backbone("mobilenet_v2", 32, weights=None, alpha=0.35),
-        weights)
+  workdir_lib.save_weights(
+      models.build_backbone("mobilenet_v2", 32, weights=None, alpha=0.35),
+      weights)
+  return weights
+
+
+_COMMON = dict(alpha=0.35, image_size=32, batch_size=8, eval_every=0,
+               precise_bn_batches=2, summary_every=1)
+
+
+def test_transfer_run_on_ram_writes_every_file_there_and_resumes(tmp_path):
+  root = ram_root()
+  with _local_disk_watch(tmp_path) as local:
+    weights = _base_weights(root)
+    transfer = dict(_COMMON, weights=weights, workdir=f"{root}/runs/transfer",
+                    dataset="mnist5k:5-9", train_steps=2, checkpoint_every=1,
+                    export_tflite=True)
     first = train.run(train.RunConfig(**transfer), command="first")
     first_files = listing(transfer["workdir"])
     resumed = train.run(train.RunConfig(**dict(transfer, train_steps=4)),
                         command="second")
-    multitask = train.run(train.RunConfig(
-        **common, workdir=f"{root}/runs/mt", train_steps=2, checkpoint_every=0,
-        tasks=("mnist5k:0-1", "mnist5k:2-3")), command="mt")
-  return dict(root=root, weights=weights, first=first, first_files=first_files,
-              resumed=resumed, multitask=multitask, local=local)
-
-
-def test_runs_on_ram_leave_nothing_on_the_local_disk(ram_runs):
-  assert ram_runs["local"] == {"cwd": [], "tmp": []}
+  assert local == {"cwd": [], "tmp": []}
   assert not os.path.exists("ram:")
+  runs = dict(root=root, weights=weights, first=first, first_files=first_files,
+              resumed=resumed)
+  _check_transfer_files(runs)
+  _check_resume_and_patch(runs)
 
 
-def test_transfer_run_writes_every_file_at_the_url(ram_runs):
-  files, first = ram_runs["first_files"], ram_runs["resumed"]
+@pytest.mark.usefixtures("parsed_flags")
+def test_multitask_run_on_ram_writes_every_file_there_and_make_tables_reads_it(
+    tmp_path):
+  root = ram_root()
+  with _local_disk_watch(tmp_path) as local:
+    train.run(train.RunConfig(
+        **_COMMON, weights=_base_weights(root), workdir=f"{root}/runs/mt",
+        train_steps=2, checkpoint_every=0,
+        tasks=("mnist5k:0-1", "mnist5k:2-3")), command="mt")
+  assert local == {"cwd": [], "tmp": []}
+  assert not os.path.exists("ram:")
+  _check_multitask_files(f"{root}/runs/mt")
+  _check_make_tables(f"{root}/runs")
+
+
+def _check_transfer_files(runs) -> None:
+  """Every file of the transfer run is at the URL; no temp file, no lock."""
+  files, results = runs["first_files"], runs["resumed"]
   assert {"config.json", "results.json", f"patches/{TRANSFER_TASK}.k4p1",
           f"tflite/{TRANSFER_TASK}.tflite", "checkpoints/checkpoint",
           "checkpoints/ckpt-2.index"} <= files
   assert not any(name.startswith((".tmp-", "run.lock")) or "/.tmp-" in name
                  for name in files)
-  workdir = f"{ram_runs['root']}/runs/transfer"
+  workdir = f"{runs['root']}/runs/transfer"
   assert event_tags(f"{workdir}/tensorboard")
-  patch = f"{workdir}/{first['patch_file']}"
-  assert first["patch_file_bytes"] == gfile.stat(patch).length
-  assert first["tflite_file_bytes"] == gfile.stat(f"{workdir}/{first['tflite_file']}").length
-  assert litert.read_metadata(f"{workdir}/{first['tflite_file']}")["tasks"] == [
-      TRANSFER_TASK]
+  patch, tflite = (f"{workdir}/{results[k]}" for k in ("patch_file", "tflite_file"))
+  assert results["patch_file_bytes"] == gfile.stat(patch).length
+  assert results["tflite_file_bytes"] == gfile.stat(tflite).length
+  assert litert.read_metadata(tflite)["tasks"] == [TRANSFER_TASK]
   config = workdir_lib.read_json(f"{workdir}/config.json")
-  assert config["config"]["weights"] == ram_runs["weights"]
+  assert config["config"]["weights"] == runs["weights"]
 
 
-def test_rerun_resumes_from_the_url_checkpoint(ram_runs):
-  resumed = ram_runs["resumed"]
-  assert ram_runs["first"]["steps"] == 2
+def _check_resume_and_patch(runs) -> None:
+  """The rerun resumed from the URL checkpoint; its patch loads from the URL."""
+  resumed = runs["resumed"]
+  assert runs["first"]["steps"] == 2
   assert resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
   assert resumed["optimizer_steps"] == 4
-
-
-def test_patch_loads_from_the_url_onto_the_url_base(ram_runs):
-  resumed, root = ram_runs["resumed"], ram_runs["root"]
-  base = models.build_backbone("mobilenet_v2", 32, weights=ram_runs["weights"],
+  base = models.build_backbone("mobilenet_v2", 32, weights=runs["weights"],
                                alpha=0.35)
-  task = patches.load_patch(base, f"{root}/runs/transfer/{resumed['patch_file']}")
+  task = patches.load_patch(
+      base, f"{runs['root']}/runs/transfer/{resumed['patch_file']}")
   evaluation = data.build_dataset("mnist5k:5-9", "test", global_batch_size=50,
                                   image_size=32, training=False)
   accuracy = eval_lib.evaluate_accuracy(task, evaluation)["accuracy"]
   assert accuracy == resumed["tasks"][TRANSFER_TASK]["accuracy"]
 
 
-def test_multitask_run_writes_backbone_manifest_and_export_at_the_url(ram_runs):
-  workdir = f"{ram_runs['root']}/runs/mt"
+def _check_multitask_files(workdir: str) -> None:
+  """Backbone, manifest, patches and a serving export at the URL."""
   files = listing(workdir)
   assert {"backbone.weights.h5", "tasks.json", "export/saved_model.pb",
           "patches/mnist5k_0-1.k4p1", "patches/mnist5k_2-3.k4p1"} <= files
-  assert not any(".tmp-" in name for name in files)
+  assert not any(".tmp-" in name or "run.lock" in name for name in files)
   manifest = workdir_lib.read_json(f"{workdir}/tasks.json")
   assert [t["name"] for t in manifest["tasks"]] == ["mnist5k_0-1", "mnist5k_2-3"]
   served = tf.saved_model.load(f"{workdir}/export")
@@ -262,15 +278,14 @@ def test_multitask_run_writes_backbone_manifest_and_export_at_the_url(ram_runs):
                              rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.usefixtures("parsed_flags")
-def test_make_tables_reads_and_writes_the_url(ram_runs):
-  runs_dir = f"{ram_runs['root']}/runs"
-  collected = report.collect_runs(runs_dir)
-  assert [run.workdir for run in collected] == ["mt", "transfer"]
-  assert collected[1].path == f"{runs_dir}/transfer/results.json"
+def _check_make_tables(runs_dir: str) -> None:
+  """The report finds the runs at the URL and writes its tables there."""
+  (run,) = report.collect_runs(runs_dir)
+  assert run.workdir == "mt" and run.path == f"{runs_dir}/mt/results.json"
   with flagsaver.flagsaver((make_tables._RESULTS_DIR, runs_dir),  # pylint: disable=protected-access
                            (make_tables._FORMAT, ["md", "csv"])):  # pylint: disable=protected-access
     make_tables.main(["make_tables"])
   document = paths.read_text(f"{runs_dir}/tables.md")
-  assert "transfer" in document and "mnist5k_2-3" in document
-  assert gfile.exists(f"{runs_dir}/transfer_mobilenet_v2.csv")
+  assert "mnist5k_2-3" in document and "`mt`: `mt`" in document
+  assert gfile.exists(
+      f"{runs_dir}/multitask_mobilenet_v2_mnist5k_0-1_mnist5k_2-3.csv")
