@@ -7,7 +7,6 @@ patches, the export, LiteRT files, the report and a resume read them back.
 """
 
 import contextlib
-import json
 import os
 import tempfile
 import uuid
