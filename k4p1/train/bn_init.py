@@ -142,8 +142,9 @@ def for_run(tasks: Sequence, *, method: str, num_batches: int,
       strategy, data_dir, seed, architecture, input_options).
 
   Returns:
-    The record (see `initialize`); {"method": "copy"} or, with no
-    training-mode BN layer, {"method": ..., "layers": 0}.
+    The record (see `initialize`); with "copy", {"method": "copy", "layers":
+    the training-mode BN layers left at the base's values}; with no
+    training-mode BN layer, {"method": "preserve", "layers": 0}.
   """
   layers = precise_bn.training_mode_bn_layers([t[0] for t in tasks])
   if method == COPY or not layers:
