@@ -1,9 +1,11 @@
 """Helpers shared by the benchmark scripts (no flags: importable by each)."""
 
+import json
 import os
 import platform
 import statistics
 import subprocess
+import sys
 
 # Instruction-set extensions that change TensorFlow's CPU kernels' speed.
 VECTOR_EXTENSIONS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni",
@@ -52,17 +54,29 @@ def cpu_seconds() -> float:
 
 # `--cpu_allocator` values -> TF_CPU_ALLOCATOR_USE_BFC of worker processes.
 CPU_ALLOCATORS = {"inherit": None, "bfc": "true", "malloc": "false"}
+# TF_ENABLE_ONEDNN_OPTS per `--onednn` setting of a worker (None: inherit).
+ONEDNN_SETTINGS = {"inherit": None, "on": "1", "off": "0"}
 CPU_ALLOCATOR_HELP = (
     "The workers' TensorFlow CPU allocator (TF_CPU_ALLOCATOR_USE_BFC): bfc "
     "(pooled) or malloc (TensorFlow's default without oneDNN); inherit: this "
     "process's environment (importing k4p1 sets bfc unless the variable is set).")
 
 
-def worker_environment(cpu_allocator: str = "inherit") -> dict:
-  """The environment of a benchmark's TensorFlow worker process."""
+def worker_environment(cpu_allocator: str = "inherit",
+                       onednn: str = "inherit") -> dict:
+  """The environment of a benchmark's TensorFlow worker process.
+
+  Args:
+    cpu_allocator: a key of `CPU_ALLOCATORS`.
+    onednn: a key of `ONEDNN_SETTINGS`: TensorFlow reads
+      TF_ENABLE_ONEDNN_OPTS once, at import, so each setting needs its own
+      process.
+  """
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   if CPU_ALLOCATORS[cpu_allocator] is not None:
     env["TF_CPU_ALLOCATOR_USE_BFC"] = CPU_ALLOCATORS[cpu_allocator]
+  if ONEDNN_SETTINGS[onednn] is not None:
+    env["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN_SETTINGS[onednn]
   return env
 
 
@@ -137,3 +151,42 @@ def stop(process, timeout: float = 60.0) -> None:
   except subprocess.TimeoutExpired:
     process.kill()
     process.wait()
+
+
+
+class Worker:
+  """A benchmark worker process, spoken to over pipes.
+
+  The worker is `script` run with `args`; it prints `READY <json info>` once
+  warmed up, then answers each `run N` line with one JSON line and exits on
+  `quit`.
+  """
+
+  def __init__(self, label: str, script: str, args, env: dict):
+    """Starts the worker; `wait_ready()` returns once it has warmed up."""
+    self.label = label
+    self.process = subprocess.Popen(
+        [sys.executable, os.path.abspath(script)] + list(args),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    self.info = None
+
+  def wait_ready(self) -> None:
+    for line in self.process.stdout:
+      if line.startswith("READY "):
+        self.info = json.loads(line[len("READY "):])
+        return
+    raise RuntimeError(f"Worker {self.label} exited with "
+                       f"{self.process.wait()} before it was ready.")
+
+  def run(self, steps: int) -> dict:
+    self.process.stdin.write(f"run {steps}\n")
+    self.process.stdin.flush()
+    return json.loads(self.process.stdout.readline())
+
+  def close(self) -> None:
+    try:
+      self.process.stdin.write("quit\n")
+      self.process.stdin.flush()
+    except BrokenPipeError:
+      pass
+    stop(self.process)

@@ -18,7 +18,15 @@ is not measured):
   eval
       `k4p1.eval.make_accuracy_fn` (what runs evaluate with) on the
       `scale_bias+logits` task model, one pass over `--steps` batches per
-      call: should match `inference` (its ratio to it is printed).
+      call: should match `inference` (its ratio to it is printed);
+  precise_bn, litert_export (only when named in `--regimes`)
+      `PreciseBatchNorm.update` over `--steps` batches of the
+      `scale_bias+logits` task (PreciseBN's and bn_init's pass); one float32
+      LiteRT export of that task per call (only its ratios mean anything).
+
+With `--onednn=both` every regime runs twice, one worker with TensorFlow's
+oneDNN kernels on and one with them off, in the same rounds; a second table
+gives the per-round speed ratio of on to off for each regime.
 
 Each regime runs in its own worker process (honest peak RSS, VmHWM), all
 workers of one image size alive at once; the parent times them round-robin,
@@ -35,13 +43,14 @@ BFC); JSON (written atomically) holds every round and the load average.
   python benchmarks/train_step.py --image_sizes=96 --rounds=3 --output=/tmp/ts.json
   python benchmarks/train_step.py --nofused_batch_norm           # the old BN path
   python benchmarks/train_step.py --cpu_allocator=malloc --threads=1  # see flags
+  python benchmarks/train_step.py --onednn=both \
+      --regimes=full,scale_bias+logits,logits,inference,eval,precise_bn,litert_export
 """
 
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -53,6 +62,9 @@ from k4p1 import atomic  # Standard library only: the parent stays TF-free.
 
 REGIMES = ("full", "scale_bias+logits", "scale_bias+depthwise+logits", "logits",
            "logits_cached", "keras_fit", "inference", "eval")
+# Timed on request (`--regimes`), e.g. for `--onednn=both`.
+EXTRA_REGIMES = ("precise_bn", "litert_export")
+ONEDNN = ("inherit", "on", "off", "both")
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["224", "96"], "Input sizes (px).")
 _REGIMES = flags.DEFINE_list("regimes", list(REGIMES), "Regimes to time.")
@@ -76,6 +88,11 @@ _THREADS = flags.DEFINE_integer("threads", 0, "The workers' intra- and inter-op 
 _ALLOCATOR = flags.DEFINE_enum("cpu_allocator", "inherit",
                                list(bench_util.CPU_ALLOCATORS),
                                bench_util.CPU_ALLOCATOR_HELP)
+_ONEDNN = flags.DEFINE_enum(
+    "onednn", "inherit", list(ONEDNN), "The workers' TensorFlow CPU kernels "
+    "(TF_ENABLE_ONEDNN_OPTS): inherit this process's environment, on, off, or "
+    "both: every regime twice, one worker per setting, timed in the same "
+    "rounds, with the per-round speed ratio of on to off.")
 _OUTPUT = flags.DEFINE_string("output", "train_step.json", "JSON result path.")
 # Internal: run as one regime's worker.
 _WORKER = flags.DEFINE_string("worker", None, "Internal: the regime to serve.")
@@ -159,6 +176,10 @@ def _build_worker(regime: str, size: int):
 
     return run, info
 
+  if regime in EXTRA_REGIMES:
+    info["patch_trainable"] = 0
+    return _build_extra_worker(regime, base, dataset, size), info
+
   if regime == "inference":
     from k4p1.train import fused_batch_norm  # pylint: disable=g-import-not-at-top
     info["patch_trainable"] = 0
@@ -213,6 +234,43 @@ def _build_worker(regime: str, size: int):
   return run, info
 
 
+def _build_extra_worker(regime: str, base, dataset, size: int):
+  """run(steps) -> seconds of `precise_bn` or `litert_export`.
+
+  precise_bn: `PreciseBatchNorm.update` over `steps` batches of the
+  `scale_bias+logits` task (what PreciseBN and bn_init's pass run);
+  litert_export: one float32 `litert.export_task` of that task per call,
+  whatever `steps` is (its images/sec is batch * steps / export seconds: only
+  ratios between workers of this regime mean anything).
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from k4p1 import patches  # pylint: disable=g-import-not-at-top
+  from k4p1.patches import litert  # pylint: disable=g-import-not-at-top
+  from k4p1.train import precise_bn  # pylint: disable=g-import-not-at-top
+  task = patches.apply_patch(base, "scale_bias+logits", task="bench",
+                             num_classes=_NUM_CLASSES.value)
+  if regime == "precise_bn":
+    updaters = {n: precise_bn.PreciseBatchNorm([(task, dataset.take(n))])
+                for n in {_WARMUP.value, _STEPS.value}}
+
+    def run(steps):
+      began = time.perf_counter()
+      updaters[steps].update()  # Assigns the statistics: waits for the pass.
+      return time.perf_counter() - began
+
+    return run
+  directory = tempfile.mkdtemp(prefix="bench_litert_")
+
+  def run_export(steps):
+    del steps  # One export per call.
+    began = time.perf_counter()
+    litert.export_task(task, os.path.join(directory, "task.tflite"),
+                       image_size=size)
+    return time.perf_counter() - began
+
+  return run_export
+
+
 def _serve(regime: str, size: int) -> None:
   """Worker: build, warm up, then answer `run N` / `quit` on stdin."""
   began = time.perf_counter()
@@ -232,83 +290,75 @@ def _serve(regime: str, size: int) -> None:
       return
 
 
-class _Worker:
-  """A regime's worker process, spoken to over pipes."""
+def _settings() -> tuple:
+  """The oneDNN settings whose workers run: one, or ("on", "off")."""
+  return ("on", "off") if _ONEDNN.value == "both" else (_ONEDNN.value,)
 
-  def __init__(self, regime: str, size: int, argv):
-    """Starts the worker; `wait_ready()` returns once it has warmed up."""
-    flags_out = [a for a in argv[1:] if not a.startswith("--output")]
-    self.regime = regime
-    self.process = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), f"--worker={regime}",
-         f"--worker_image_size={size}"] + flags_out,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=bench_util.worker_environment(_ALLOCATOR.value))
-    self.info = None
 
-  def wait_ready(self) -> None:
-    for line in self.process.stdout:
-      if line.startswith("READY "):
-        self.info = json.loads(line[len("READY "):])
-        return
-    raise RuntimeError(f"Worker {self.regime} exited with "
-                       f"{self.process.wait()} before it was ready.")
-
-  def run(self, steps: int) -> dict:
-    self.process.stdin.write(f"run {steps}\n")
-    self.process.stdin.flush()
-    return json.loads(self.process.stdout.readline())
-
-  def close(self) -> None:
-    try:
-      self.process.stdin.write("quit\n")
-      self.process.stdin.flush()
-    except BrokenPipeError:
-      pass
-    bench_util.stop(self.process)
+def _label(regime: str, setting: str) -> str:
+  """A worker's row key: the regime, suffixed with its setting under both."""
+  return f"{regime}@onednn_{setting}" if _ONEDNN.value == "both" else regime
 
 
 def measure_size(size: int, regimes, argv) -> dict:
-  """Round-robin timing of every regime at one image size."""
+  """Round-robin timing of every regime (and oneDNN setting) at one size."""
   workers = []
+  flags_out = [a for a in argv[1:] if not a.startswith("--output")]
   try:
     # Started together: building and tracing are mostly single-threaded.
     for regime in regimes:
-      workers.append(_Worker(regime, size, argv))
+      for setting in _settings():
+        workers.append(bench_util.Worker(
+            _label(regime, setting), __file__,
+            [f"--worker={regime}", f"--worker_image_size={size}"] + flags_out,
+            bench_util.worker_environment(_ALLOCATOR.value, setting)))
     for worker in workers:
       worker.wait_ready()
-    samples = {w.regime: [] for w in workers}
-    cpu_ms = {w.regime: [] for w in workers}
+    samples = {w.label: [] for w in workers}
+    cpu_ms = {w.label: [] for w in workers}
     peaks = {}
     for _ in range(_ROUNDS.value):
       for worker in workers:
         answer = worker.run(_STEPS.value)
-        samples[worker.regime].append(
+        samples[worker.label].append(
             _BATCH_SIZE.value * _STEPS.value / answer["seconds"])
-        cpu_ms[worker.regime].append(1000 * answer["cpu_seconds"] / _STEPS.value)
-        peaks[worker.regime] = answer["peak_rss_mb"]
+        cpu_ms[worker.label].append(1000 * answer["cpu_seconds"] / _STEPS.value)
+        peaks[worker.label] = answer["peak_rss_mb"]
   finally:
     for worker in workers:
       worker.close()
   rows = {}
   for worker in workers:
-    rates = samples[worker.regime]
-    rows[worker.regime] = dict(
+    rates = samples[worker.label]
+    rows[worker.label] = dict(
         worker.info, images_per_sec=statistics.median(rates),
         best_images_per_sec=max(rates), rounds=rates,
         ms_per_step=1000 * _BATCH_SIZE.value / statistics.median(rates),
-        cpu_ms_per_step=statistics.median(cpu_ms[worker.regime]),
-        cpu_ms_rounds=cpu_ms[worker.regime],
-        peak_rss_mb=peaks[worker.regime])
-  full = rows.get("full")
-  for regime, row in rows.items():
-    row["ratio_to_full"] = (row["images_per_sec"] / full["images_per_sec"]
-                            if full else None)
-    if full:
-      row.update(bench_util.paired_ratios(row, full, "full"))
-    if regime == "eval" and "inference" in rows:
-      row.update(bench_util.paired_ratios(row, rows["inference"], "inference"))
+        cpu_ms_per_step=statistics.median(cpu_ms[worker.label]),
+        cpu_ms_rounds=cpu_ms[worker.label],
+        peak_rss_mb=peaks[worker.label])
+  _add_ratios(rows, regimes)
   return rows
+
+
+def _add_ratios(rows: dict, regimes) -> None:
+  """Paired per-round ratios: to `full` and `eval` to `inference` (within a
+  setting), and under `--onednn=both` each regime's on to off."""
+  for setting in _settings():
+    full = rows.get(_label("full", setting))
+    for regime in regimes:
+      row = rows[_label(regime, setting)]
+      row["ratio_to_full"] = (row["images_per_sec"] / full["images_per_sec"]
+                              if full else None)
+      if full:
+        row.update(bench_util.paired_ratios(row, full, "full"))
+      inference = rows.get(_label("inference", setting))
+      if regime == "eval" and inference:
+        row.update(bench_util.paired_ratios(row, inference, "inference"))
+  if _ONEDNN.value == "both":
+    for regime in regimes:
+      on, off = rows[_label(regime, "on")], rows[_label(regime, "off")]
+      on.update(bench_util.paired_ratios(on, off, "onednn_off"))
 
 
 def _report(results, load_before, began) -> dict:
@@ -324,7 +374,7 @@ def _report(results, load_before, began) -> dict:
       "rounds": _ROUNDS.value, "warmup_steps": _WARMUP.value,
       "jit_compile": _JIT.value, "mixed_precision": _MIXED.value,
       "fused_batch_norm": _FUSED_BN.value, "cpu_allocator": _ALLOCATOR.value,
-      "threads": _THREADS.value,
+      "threads": _THREADS.value, "onednn": _ONEDNN.value,
       "load_average_before": load_before, "load_average_after": os.getloadavg(),
       "wall_s": time.time() - began,
       "results": results,
@@ -335,13 +385,33 @@ def _report(results, load_before, began) -> dict:
   }
 
 
+def _print_onednn(results) -> None:
+  """The on/off table: > 1 means oneDNN is faster (wall) or cheaper (CPU)."""
+  print("\noneDNN on vs off (per-round ratio, median [min–max]; > 1: on is faster)")
+  print("| px | regime | images/sec on | images/sec off | speed on/off (wall) | "
+        "CPU time off/on | peak RSS MB on / off |")
+  print("|---|---|---|---|---|---|---|")
+  for size, rows in results.items():
+    for label, on in rows.items():
+      if not label.endswith("@onednn_on"):
+        continue
+      regime = label[:-len("@onednn_on")]
+      off = rows[f"{regime}@onednn_off"]
+      print(f"| {size} | {regime} | {on['images_per_sec']:.1f} | "
+            f"{off['images_per_sec']:.1f} | "
+            f"{bench_util.spread(on['ratio_to_onednn_off_rounds'])} | "
+            f"{bench_util.spread(on['cpu_ratio_to_onednn_off_rounds'])} | "
+            f"{on['peak_rss_mb']:.0f} / {off['peak_rss_mb']:.0f} |")
+
+
 def main(argv):
   if _WORKER.value:
     _serve(_WORKER.value, _SIZE.value)
     return
-  unknown = sorted(set(_REGIMES.value) - set(REGIMES))
+  unknown = sorted(set(_REGIMES.value) - set(REGIMES + EXTRA_REGIMES))
   if unknown:
-    raise app.UsageError(f"Unknown regimes {unknown}; valid: {', '.join(REGIMES)}.")
+    raise app.UsageError(f"Unknown regimes {unknown}; valid: "
+                         f"{', '.join(REGIMES + EXTRA_REGIMES)}.")
   load_before = os.getloadavg()
   began = time.time()
   results = {}
@@ -377,6 +447,8 @@ def main(argv):
       print(f"{size} px eval vs inference: images/sec "
             f"{bench_util.spread(row['ratio_to_inference_rounds'])} (wall), "
             f"{bench_util.spread(row['cpu_ratio_to_inference_rounds'])} (CPU time)")
+  if _ONEDNN.value == "both":
+    _print_onednn(results)
   print(f"Wrote {_OUTPUT.value}")
 
 
