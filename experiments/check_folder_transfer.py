@@ -29,8 +29,14 @@ from absl import flags
 from absl import logging
 
 from experiments import logs
+
+# This script always needs TensorFlow (k4p1.data, below, imports it): import
+# it first, without its start-up chatter.
+logs.import_tensorflow_quietly()
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import wheel_files
 from k4p1 import atomic
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 TEXTURES = {
     name: wheel_files.WheelFile("scikit-image==0.26.0", f"skimage/data/{name}.png",

@@ -1,4 +1,4 @@
-"""Command-line flags generated from `k4p1.train.RunConfig`, and the shared main.
+"""Command-line flags generated from `k4p1.core.RunConfig`, and the shared main.
 
 Every field of `RunConfig` is a flag of the same name, type, default and help
 (the field's `help` metadata): a setting is declared once, in the config.
@@ -6,6 +6,8 @@ Every field of `RunConfig` is a flag of the same name, type, default and help
 (`experiments/configs/<name>.py`, or a table row `<name>@<row>`), then the
 flags given on the command line. `main` turns flags into a plan (every check,
 once), runs it and exits with one clear line on a bad value or workdir.
+Defining the flags and building the config import no TensorFlow: `main`
+imports it (quietly, `logs.import_tensorflow_quietly`), then the trainer.
 """
 
 import dataclasses
@@ -18,11 +20,11 @@ from absl import flags
 
 from experiments import configs
 from experiments import logs
-from k4p1 import data
-from k4p1 import train
+from k4p1 import core
 
 FLAGS = flags.FLAGS
-CONFIG_FLAGS = train.RunConfig.field_names()
+CONFIG_FLAGS = core.RunConfig.field_names()
+
 
 def _base_type(annotation):
   args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -34,7 +36,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_string("config", None, "Config from experiments/configs/ (name, "
                       "name@row or .py path) to start from; flags override it.",
                       flag_values=flag_values)
-  for field in dataclasses.fields(train.RunConfig):
+  for field in dataclasses.fields(core.RunConfig):
     kind, help_text = _base_type(field.type), field.metadata["help"]
     default = None if field.default == "" else field.default
     args = dict(flag_values=flag_values)
@@ -63,7 +65,7 @@ def _given(flag_values: flags.FlagValues, names) -> list:
 def _value(flag_values: flags.FlagValues, name: str):
   """A flag's value in its config field's type (lists become tuples)."""
   value = flag_values[name].value
-  field = {f.name: f for f in dataclasses.fields(train.RunConfig)}[name]
+  field = {f.name: f for f in dataclasses.fields(core.RunConfig)}[name]
   if value is None or _base_type(field.type) is not tuple:
     if name == "jit_compile" and value in ("true", "false"):
       return value == "true"
@@ -76,10 +78,10 @@ def _value(flag_values: flags.FlagValues, name: str):
                      f"commas, got {','.join(value)!r}.") from None
 
 
-def build_config(flag_values: flags.FlagValues = FLAGS) -> train.RunConfig:
+def build_config(flag_values: flags.FlagValues = FLAGS) -> core.RunConfig:
   """Defaults <- `--config` overrides <- the flags that were given.
 
-  A given flag replaces the settings it excludes (`train.merge_overrides`):
+  A given flag replaces the settings it excludes (`core.merge_overrides`):
   `--train_steps` clears a config's `train_epochs`, `--tasks` its `dataset`.
 
   Raises:
@@ -89,7 +91,7 @@ def build_config(flag_values: flags.FlagValues = FLAGS) -> train.RunConfig:
   if flag_values["config"].value:
     overrides = configs.load_overrides(flag_values["config"].value)
   given = {n: _value(flag_values, n) for n in _given(flag_values, CONFIG_FLAGS)}
-  return train.RunConfig().replace(**train.merge_overrides(overrides, given))
+  return core.RunConfig().replace(**core.merge_overrides(overrides, given))
 
 
 def command_line(module: str, flag_values: flags.FlagValues = FLAGS) -> str:
@@ -131,6 +133,9 @@ def main(argv, module: str) -> dict:
   """Flags -> config -> plan -> `train.run`; returns results.json's content."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.import_tensorflow_quietly()
+  from k4p1 import data  # pylint: disable=g-import-not-at-top
+  from k4p1 import train  # pylint: disable=g-import-not-at-top
   logs.configure()
   try:
     config = build_config(FLAGS)

@@ -26,7 +26,8 @@ from absl import logging
 
 from experiments import logs
 from k4p1 import atomic
-from k4p1 import train
+from k4p1 import core
+from k4p1 import workdir as workdir_lib
 
 DEMO_PATCHES = ("logits", "scale_bias+logits", "depthwise+logits",
                 "scale_bias+depthwise+logits", "full")
@@ -41,12 +42,13 @@ flags.DEFINE_integer("image_size", 32, "Input size in pixels.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_integer("pretrain_steps", 600, "Steps of backbone pretraining.")
 flags.DEFINE_integer("steps", 200, "Steps of each patch's training.")
-flags.DEFINE_float("learning_rate", 0.045, "Learning rate per 96 images "
+flags.DEFINE_float("learning_rate", core.defaults.PAPER_LEARNING_RATE,
+                   f"Learning rate per {core.defaults.REFERENCE_BATCH} images "
                    "(the paper's recipe; scaled with the batch size).")
 flags.DEFINE_float("bn_momentum", None, "Momentum of training-mode BN layers "
                    "(default: the model's, Keras' 0.999; PreciseBN sets the "
                    "statistics that evaluation and the patches use).")
-flags.DEFINE_integer("precise_bn_batches", train.RunConfig.precise_bn_batches,
+flags.DEFINE_integer("precise_bn_batches", core.RunConfig.precise_bn_batches,
                      "PreciseBN batches (0: keep the moving averages).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("deterministic", True, "TensorFlow op determinism: the same "
@@ -65,7 +67,7 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
              pretrain_steps: int, steps: int, learning_rate: float,
              bn_momentum=None, seed: int = 0, data_dir=None,
              command=None,
-             precise_bn_batches: int = train.RunConfig.precise_bn_batches,
+             precise_bn_batches: int = core.RunConfig.precise_bn_batches,
              deterministic: bool = True) -> dict:
   """Pretrains a backbone, then trains each patch on it; returns the rows.
 
@@ -74,6 +76,8 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
     patch, accuracy, trained_params, stored_params, patch_bytes, wall_s],
     "steps", "dataset", "wall_s"}.
   """
+  logs.import_tensorflow_quietly()
+  from k4p1 import train  # pylint: disable=g-import-not-at-top
   logging.info("Demo: a MobileNetV2 (alpha %s, %d px) trained from scratch on "
                "%s, then %d patches of it trained on %s. Logs, checkpoints and "
                "TensorBoard under %s.", alpha, image_size, pretrain_dataset,
@@ -133,6 +137,7 @@ def format_table(demo: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logs.import_tensorflow_quietly()
   logs.configure(compact=True)
   demo = run_demo(
       FLAGS.workdir, FLAGS.pretrain_dataset, FLAGS.dataset, FLAGS.patches,
@@ -148,8 +153,8 @@ def main(argv):
   table = format_table(demo)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   atomic.write_text_atomic(os.path.join(FLAGS.workdir, "table.md"), table + "\n")
-  train.write_json_atomic(os.path.join(FLAGS.workdir, "demo.json"),
-                          {"rows": demo["rows"], "wall_s": demo["wall_s"]})
+  workdir_lib.write_json_atomic(os.path.join(FLAGS.workdir, "demo.json"),
+                                {"rows": demo["rows"], "wall_s": demo["wall_s"]})
   print(table)
 
 

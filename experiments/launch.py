@@ -34,9 +34,9 @@ import time
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from experiments import configs
+from experiments import logs
 from k4p1 import atomic
 from k4p1 import paths
 from k4p1 import workdir as workdir_lib
@@ -140,7 +140,7 @@ def check_required(config: str, rows, extra_flags) -> None:
 def _open_log(log_path: str):
   """`log_path` opened for appending (a URL through tf.io.gfile)."""
   if paths.is_url(log_path):  # On object stores, uploaded when closed.
-    return tf.io.gfile.GFile(log_path, "a")
+    return paths.tensorflow().io.gfile.GFile(log_path, "a")
   return open(log_path, "a", encoding="utf-8")
 
 
@@ -177,7 +177,7 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
       print(shlex.join(command), flush=True)
       outcome[row_id] = "dry run"
       continue
-    tf.io.gfile.makedirs(log_dir)
+    paths.makedirs(log_dir)
     print(f"[launch] {row_id}: {shlex.join(command)}", flush=True)
     began = time.time()
     code = run_row(command, os.path.join(log_dir, f"{row_id}.log"))
@@ -214,6 +214,8 @@ def main(argv):
                       f"{', '.join(n for n in configs.available() if configs.is_table(n))}."))
   if FLAGS.seeds and "seed" in given_flag_names(extra_flags):
     _fatal(ValueError("Pass --seeds or --seed, not both."))
+  if FLAGS.results_dir and paths.is_url(FLAGS.results_dir):
+    logs.import_tensorflow_quietly()  # Read and written through tf.io.gfile.
   try:
     all_rows = configs.load_rows(FLAGS.config)
     rows = all_rows

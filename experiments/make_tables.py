@@ -8,12 +8,16 @@ Finds every results.json under --results_dir (any depth) and writes
 <out_dir>/tables.md, one <table_id>.csv per table and the PNG plots. Runs
 made with --validation_fraction are shown at each row's learning rate
 selected on validation accuracy (the captions say so; k4p1.report.selection).
+It imports no TensorFlow; a gs:// (or other URL) directory is read through
+TensorFlow's filesystems, imported then.
 """
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import logs
+from k4p1 import paths
 from k4p1 import report
 
 _RESULTS_DIR = flags.DEFINE_string(
@@ -27,6 +31,8 @@ _FORMAT = flags.DEFINE_list("format", list(report.FORMATS),
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if any(d and paths.is_url(d) for d in (_RESULTS_DIR.value, _OUT_DIR.value)):
+    logs.import_tensorflow_quietly()
   for path in report.write_report(_RESULTS_DIR.value, _OUT_DIR.value, _FORMAT.value):
     logging.info("wrote %s", path)
 

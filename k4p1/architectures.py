@@ -3,7 +3,8 @@
 This is the one table the rest of k4p1 reads: the backbone builder
 (`k4p1.models`), the input pipeline (`k4p1.data`: default sizes,
 `preprocess_input`) and the TF checkpoint loaders (slim variable scopes).
-It imports nothing from k4p1, so any layer may import it.
+It imports nothing from k4p1 but the core (`k4p1.core`: the architecture
+names, patch kinds and their descriptions), so any layer may import it.
 
 ```python
 from k4p1 import architectures
@@ -19,24 +20,14 @@ from typing import Any, Callable, Optional
 
 import keras
 
+from k4p1.core import choices
+from k4p1.core import kinds as kinds_lib
+
 # Sources of TensorFlow checkpoints a backbone can load (`"<source>:<path>"`),
 # in the order they are listed to users.
-CHECKPOINT_SOURCES = ("slim", "ssd_tf1", "ssd_tf2")
-
-# Patch kinds (k4p1.patches.spec.KINDS; this module cannot import it, a test
-# keeps the two in step) and what each one trains, whatever the architecture.
-_KIND_TARGETS = {
-    "logits": "a new Dense head per task on the pooled features",
-    "stats": "BatchNormalization moving statistics only (a control)",
-    "scale_bias": "BatchNormalization gammas and betas",
-    "scale": "BatchNormalization gammas",
-    "bias": "BatchNormalization betas",
-    "depthwise": "DepthwiseConv2D kernels",
-    "taps": ("every Conv2D and DepthwiseConv2D kernel: a gated per-task "
-             "residual where the task's learned gate opens"),
-    "full": "every layer (an independent fine-tuned copy)",
-}
-PATCH_KINDS = tuple(_KIND_TARGETS)
+CHECKPOINT_SOURCES = choices.CHECKPOINT_SOURCES
+# Patch kinds (k4p1.core.kinds), whatever the architecture.
+PATCH_KINDS = kinds_lib.KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +69,7 @@ class Architecture:
 
   def matches(self, kind: str) -> bool:
     """Whether patch kind `kind` finds layers to train in this architecture."""
-    _check_kind(kind)
+    kinds_lib.check_kind(kind)
     if kind == "scale":
       return self.bn_has_scale
     if kind == "depthwise":
@@ -97,13 +88,7 @@ class Architecture:
       # InceptionV3-style BN (scale=False); add_missing_scales rebuilds it.
       return ("BatchNormalization betas only (its BN layers have no gammas; "
               "add_missing_scales=True adds them)")
-    return _KIND_TARGETS[kind]
-
-
-def _check_kind(kind: str) -> None:
-  if kind not in _KIND_TARGETS:
-    raise ValueError(f"Unknown patch kind {kind!r}; valid choices: "
-                     f"{', '.join(PATCH_KINDS)}.")
+    return kinds_lib.DESCRIPTIONS[kind]
 
 
 _APPS = keras.applications
@@ -134,9 +119,14 @@ _ARCHITECTURES = (
                  constructor_defaults=(("include_preprocessing", True),)),
 )
 
-# Read-only: this table is the single source of truth.
+# Read-only: this table is the single source of truth of each architecture's
+# facts; its names are `k4p1.core.choices.ARCHITECTURES`, in that order.
 TABLE = types.MappingProxyType({a.name: a for a in _ARCHITECTURES})
-NAMES = tuple(TABLE)
+NAMES = choices.ARCHITECTURES
+if tuple(TABLE) != NAMES:
+  raise ImportError(f"k4p1.architectures' table names {tuple(TABLE)}, but "
+                    f"k4p1.core.choices.ARCHITECTURES is {NAMES}: add the "
+                    "architecture to both, in the same order.")
 
 
 def get(name: str) -> Architecture:

@@ -10,6 +10,7 @@ goes through this module, on a local disk or at a URL (`k4p1.paths`):
   temp file's private 0600.
 * URLs on a filesystem with rename (`ram://`, `hdfs://`, ...): the same,
   through `tf.io.gfile` (a temp object beside the target, then a rename).
+  TensorFlow is imported at the first URL only (`k4p1.paths`).
 * object stores (`OBJECT_STORES`: `gs://`, `s3://`): they have no atomic
   rename (TensorFlow's GCS rename is a copy, then a delete), but a single
   object write is atomic there: the object appears whole when the upload
@@ -38,8 +39,6 @@ import shutil
 import tempfile
 from typing import Iterator
 import uuid
-
-import tensorflow as tf
 
 from k4p1 import paths
 
@@ -73,8 +72,9 @@ def _url_temp(path: str) -> str:
 
 def _write_url(path: str, data: bytes) -> None:
   """One write of the whole `data` to the URL `path`."""
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  with tf.io.gfile.GFile(path, "wb") as f:
+  gfile = paths.tensorflow().io.gfile
+  gfile.makedirs(os.path.dirname(path))
+  with gfile.GFile(path, "wb") as f:
     f.write(data)
 
 
@@ -99,7 +99,7 @@ def write_bytes_atomic(path, data: bytes) -> None:
   tmp = _url_temp(path)
   try:
     _write_url(tmp, data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    paths.tensorflow().io.gfile.rename(tmp, path, overwrite=True)
   finally:
     paths.remove_file(tmp)
 
@@ -175,16 +175,17 @@ def output_dir(path) -> Iterator[str]:
 def _url_output_dir(path: str) -> Iterator[str]:
   """`output_dir` at a URL: staged beside `path`, then copied file by file."""
   staging = _url_temp(path.rstrip("/"))
-  tf.io.gfile.makedirs(staging)
+  gfile = paths.tensorflow().io.gfile
+  gfile.makedirs(staging)
   try:
     yield staging
     paths.remove_tree(path)
-    for parent, _, names in tf.io.gfile.walk(staging):
+    for parent, _, names in gfile.walk(staging):
       target = os.path.join(path, paths.relative(parent, staging)
                             if parent != staging else "")
-      tf.io.gfile.makedirs(target)
+      gfile.makedirs(target)
       for name in names:
-        tf.io.gfile.copy(os.path.join(parent, name), os.path.join(target, name),
-                         overwrite=True)
+        gfile.copy(os.path.join(parent, name), os.path.join(target, name),
+                   overwrite=True)
   finally:
     paths.remove_tree(staging)

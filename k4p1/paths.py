@@ -2,7 +2,9 @@
 
 A path with a scheme, `gs://bucket/runs/a` or `ram://k4p1/run` (TensorFlow's
 in-memory filesystem), is a URL: k4p1 reads, lists and deletes it through
-`tf.io.gfile`, and writes it through `k4p1.atomic`. Any other path is local.
+`tf.io.gfile`, and writes it through `k4p1.atomic`. Any other path is local,
+read through Python's `os` and `open`: TensorFlow is imported at the first
+URL, so code that reads local files (the report) runs without it.
 `os.path.join` joins both kinds (on POSIX); `os.path.abspath`, `relpath` and
 `pathlib` mangle URLs ("ram://a" becomes "ram:/a"), so k4p1 uses `absolute`,
 `relative` and `basename` from here instead.
@@ -15,25 +17,28 @@ with paths.local_copy("gs://b/base.weights.h5") as local:  # for h5py & co.
   model.load_weights(local)
 ```
 Read errors are Python's (`FileNotFoundError`, `PermissionError`, `OSError`),
-whichever the filesystem, not `tf.errors`.
+whichever the filesystem, not `tf.errors`. `tensorflow()` gives other modules
+the TensorFlow module for their own URL work (`k4p1.atomic`).
 """
 
 import contextlib
 import errno
 import os
 import posixpath
-import re
+import shutil
 import tempfile
 from typing import Iterator
 
-import tensorflow as tf
+from k4p1.core import names
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Whether `path` has a scheme (`gs://...`, `ram://...`): not a local path.
+is_url = names.is_url
 
 
-def is_url(path) -> bool:
-  """Whether `path` has a scheme (`gs://...`, `ram://...`): not a local path."""
-  return bool(_URL.match(os.fspath(path)))
+def tensorflow():
+  """The `tensorflow` module, imported at the first use of a URL."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf
 
 
 def scheme(path) -> str:
@@ -68,11 +73,12 @@ def basename(path) -> str:
   return os.path.basename(absolute(path))
 
 
-def _os_error(e: tf.errors.OpError, path: str) -> OSError:
-  """The Python error matching TensorFlow's `e` about `path`."""
-  if isinstance(e, tf.errors.NotFoundError):
+def _os_error(e, path: str) -> OSError:
+  """The Python error matching TensorFlow's `e` (a `tf.errors.OpError`)."""
+  errors = tensorflow().errors
+  if isinstance(e, errors.NotFoundError):
     return FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-  if isinstance(e, tf.errors.PermissionDeniedError):
+  if isinstance(e, errors.PermissionDeniedError):
     return PermissionError(errno.EACCES, "Permission denied", path)
   return OSError(errno.EIO, e.message, path)
 
@@ -80,6 +86,10 @@ def _os_error(e: tf.errors.OpError, path: str) -> OSError:
 def read_bytes(path, limit: int = -1) -> bytes:
   """The content of the file `path` (its first `limit` bytes if limit >= 0)."""
   path = os.fspath(path)
+  if not is_url(path):
+    with open(path, "rb") as f:
+      return f.read(limit)
+  tf = tensorflow()
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
       return f.read(limit)
@@ -93,11 +103,13 @@ def read_text(path) -> str:
 
 
 def exists(path) -> bool:
-  return tf.io.gfile.exists(os.fspath(path))
+  path = os.fspath(path)
+  return tensorflow().io.gfile.exists(path) if is_url(path) else os.path.exists(path)
 
 
 def isdir(path) -> bool:
-  return tf.io.gfile.isdir(os.fspath(path))
+  path = os.fspath(path)
+  return tensorflow().io.gfile.isdir(path) if is_url(path) else os.path.isdir(path)
 
 
 def isfile(path) -> bool:
@@ -109,6 +121,7 @@ def listdir(path) -> list[str]:
   path = os.fspath(path)
   if not is_url(path):
     return os.listdir(path)
+  tf = tensorflow()
   try:
     return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
   except tf.errors.OpError as e:
@@ -118,21 +131,40 @@ def listdir(path) -> list[str]:
 def walk(top) -> Iterator[tuple[str, list[str], list[str]]]:
   """`os.walk(top)` (top-down; pruning the yielded directory list works)."""
   top = os.fspath(top)
-  return tf.io.gfile.walk(top) if is_url(top) else os.walk(top)
+  return tensorflow().io.gfile.walk(top) if is_url(top) else os.walk(top)
 
 
 def size(path) -> int:
   """The file's size in bytes."""
   path = os.fspath(path)
+  if not is_url(path):
+    return os.path.getsize(path)
+  tf = tensorflow()
   try:
     return tf.io.gfile.stat(path).length
   except tf.errors.OpError as e:
     raise _os_error(e, path) from e
 
 
+def makedirs(path) -> None:
+  """Creates the directory `path` and its parents; one that exists is fine."""
+  path = os.fspath(path)
+  if is_url(path):
+    tensorflow().io.gfile.makedirs(path)
+  else:
+    os.makedirs(path, exist_ok=True)
+
+
 def remove_tree(path) -> None:
   """Deletes the directory `path` and everything in it, if it exists."""
   path = os.fspath(path)
+  if not is_url(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    elif os.path.lexists(path):
+      os.remove(path)
+    return
+  tf = tensorflow()
   if tf.io.gfile.exists(path):
     tf.io.gfile.rmtree(path)
 
@@ -140,6 +172,13 @@ def remove_tree(path) -> None:
 def remove_file(path) -> None:
   """Deletes the file `path` if it exists."""
   path = os.fspath(path)
+  if not is_url(path):
+    try:
+      os.remove(path)
+    except FileNotFoundError:
+      pass
+    return
+  tf = tensorflow()
   try:
     tf.io.gfile.remove(path)
   except tf.errors.NotFoundError:

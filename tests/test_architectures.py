@@ -7,7 +7,6 @@ from k4p1 import architectures
 from k4p1 import data
 from k4p1 import models
 from k4p1.models import checkpoint_names
-from k4p1.patches import spec
 
 
 @pytest.mark.parametrize("name", architectures.NAMES)
@@ -24,10 +23,6 @@ def test_facts_are_consistent(name):
   assert arch.matches("depthwise") == arch.has_depthwise
   for kind in architectures.PATCH_KINDS:
     assert (arch.targets(kind) is None) == (not arch.matches(kind))
-
-
-def test_patch_kinds_follow_the_spec_module():
-  assert set(architectures.PATCH_KINDS) == set(spec.KINDS)
 
 
 @pytest.mark.parametrize("bad", ["vgg16", "", None, "MobileNetV2"])

@@ -1,20 +1,22 @@
 """The library's shape: layers without cycles or upward imports, short functions.
 
-Layers, bottom to top (ARCHITECTURE.md): the root modules (`atomic`,
-`architectures`, `workdir`), then `data` and `models` (independent of each
-other), `patches`, `eval`, `train`, `report`. A module may import its own
-package and the layers below it, never a layer above or beside it. Imports
-inside functions count: a deferred import is still a dependency.
+Layers, bottom to top (ARCHITECTURE.md): `core` (the shared facts, standard
+library only), the root modules (`atomic`, `architectures`, `workdir`), then
+`data` and `models` (independent of each other), `patches`, `eval`, `train`,
+`report`. A module may import its own package and the layers below it, never
+a layer above or beside it. Imports inside functions count: a deferred import
+is still a dependency.
 """
 
 import ast
 import pathlib
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "k4p1"
-LAYERS = {"": 0, "data": 1, "models": 1, "patches": 2, "eval": 3, "train": 4,
-          "report": 5}
+LAYERS = {"core": -1, "": 0, "data": 1, "models": 1, "patches": 2, "eval": 3,
+          "train": 4, "report": 5}
 MAX_FUNCTION_LINES = 80  # Code lines, docstring excluded.
 MAX_MODULE_LINES = 400
 
@@ -64,6 +66,29 @@ def test_no_module_imports_a_layer_above_or_beside_it():
       if LAYERS[other] >= LAYERS[package]:
         wrong.append(f"{module} -> {target}")
   assert not wrong, "Imports against the layers: " + ", ".join(sorted(wrong))
+
+
+def _top_level_imports(path: pathlib.Path) -> set:
+  """The top-level names of every module `path` imports, deferred or not."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      found.update(alias.name.split(".")[0] for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      if node.module == "k4p1" or node.module.startswith("k4p1."):
+        found.update(f"{node.module}.{alias.name}" for alias in node.names)
+      else:
+        found.add(node.module.split(".")[0])
+  return found
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "core").rglob("*.py")), ids=str)
+def test_the_core_imports_the_standard_library_and_itself_only(path):
+  """No NumPy, TensorFlow or Keras, and nothing of k4p1 but the core."""
+  wrong = sorted(name for name in _top_level_imports(path)
+                 if not name.startswith("k4p1.core.")
+                 and name not in sys.stdlib_module_names)
+  assert not wrong, f"{path.name} imports {wrong}"
 
 
 def test_the_import_graph_has_no_cycle():

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from k4p1 import core
 from k4p1 import train
+from k4p1.train import config as config_lib
 from k4p1.train import optimizers
 from k4p1.train import summaries
 from k4p1 import workdir as workdir_lib
@@ -25,6 +27,14 @@ def test_defaults_are_the_papers_recipe():
   assert config.train_epochs == train.DEFAULT_TRAIN_EPOCHS
   assert config.patch == "logits+scale_bias"  # Canonical spelling.
   assert config.jit_compile is False
+
+
+def test_train_re_exports_the_cores_config_and_choices():
+  assert train.RunConfig is config_lib.RunConfig is core.RunConfig
+  assert train.merge_overrides is core.merge_overrides
+  assert train.BN_STATS == config_lib.BN_STATS == core.choices.BN_STATS
+  assert train.STRATEGIES == core.choices.STRATEGIES
+  assert train.OPTIMIZERS == core.choices.OPTIMIZERS
 
 
 @pytest.mark.parametrize("overrides,fragment", [

@@ -18,11 +18,8 @@ import importlib
 import importlib.util
 import os
 import pkgutil
-import re
 
-from k4p1 import data
-from k4p1.train import checks
-from k4p1.train import config as config_lib
+from k4p1 import core
 
 # Entry points a table row can name, and the module each one runs.
 ENTRY_POINTS = {"transfer": "experiments.transfer",
@@ -32,7 +29,6 @@ DEFAULT_ENTRY = "transfer"
 LAUNCH_KEYS = ("entry", "row_id")
 ROW_SEPARATOR = "@"
 _REQUIRED_PREFIX = "REQUIRED: pass "
-_ROW_ID_CHARS = re.compile(r"[^A-Za-z0-9_.+=-]+")
 
 
 def available() -> list:
@@ -144,7 +140,7 @@ def load_rows(name: str) -> list:
     if not isinstance(overrides, dict):
       raise ValueError(f"Row {index} of config {name!r} is not a dict: "
                        f"{overrides!r}.")
-    row = config_lib.merge_overrides(base, overrides)
+    row = core.merge_overrides(base, overrides)
     row.setdefault("entry", DEFAULT_ENTRY)
     if row["entry"] not in ENTRY_POINTS:
       raise ValueError(f"Row {index} of config {name!r} has entry "
@@ -182,8 +178,8 @@ def _format_number(value) -> str:
 
 def _short_name(dataset: str) -> str:
   """A folder dataset by its task name ("folder_photos"), not its whole path."""
-  if dataset.startswith(data.FOLDER_PREFIX):
-    return checks.default_task_name(dataset)
+  if dataset.startswith(core.names.FOLDER_PREFIX):
+    return core.names.default_task_name(dataset)
   return dataset
 
 
@@ -196,10 +192,12 @@ def make_row_id(row: dict) -> str:
   a folder dataset appears as its task name ("folder_photos"); the input
   size, `add_missing_scales` ("gammas"), `bn_stats="frozen"` ("bn_frozen"),
   `bn_init="copy"` ("init_copy")
-  and a TAPS patch's `taps_lambda` ("lambda1") appear when set. Characters other than letters, digits and
-  "_.+=-" become "_".
+  and a TAPS patch's `taps_lambda` ("lambda1") appear when set. A setting
+  the row does not give is `RunConfig`'s default. Characters other than
+  letters, digits and "_.+=-" become "_" (`k4p1.core.names.row_id`).
   """
-  parts = [row.get("model", "mobilenet_v2")]
+  default = core.RunConfig()
+  parts = [row.get("model", default.model)]
   if row.get("resolutions"):
     parts.append(f"{row.get('dataset')}-res"
                  + "_".join(str(s) for s in row["resolutions"]))
@@ -212,16 +210,17 @@ def make_row_id(row: dict) -> str:
     parts.append(_short_name(str(row.get("dataset", "cifar100"))))
   if row.get("image_size") is not None:
     parts.append(f"{row['image_size']}px")
-  parts.append(str(row.get("patch", "scale_bias+logits")))
+  patch = str(row.get("patch", default.patch))
+  parts.append(patch)
   if row.get("entry") == "multitask":
-    parts.append(row.get("shared", "frozen"))
+    parts.append(row.get("shared", default.shared))
   if row.get("add_missing_scales"):
     parts.append("gammas")
-  if row.get("bn_stats", "task") != "task":
+  if row.get("bn_stats", default.bn_stats) != default.bn_stats:
     parts.append(f"bn_{row['bn_stats']}")
-  if row.get("bn_init", "preserve") != "preserve":
+  if row.get("bn_init", default.bn_init) != default.bn_init:
     parts.append(f"init_{row['bn_init']}")
-  if "taps" in str(row.get("patch", "")):
-    parts.append(f"lambda{_format_number(row.get('taps_lambda', 1.0))}")
-  parts.append(f"lr{_format_number(row.get('learning_rate', 0.045))}")
-  return _ROW_ID_CHARS.sub("_", "-".join(parts))
+  if "taps" in patch:
+    parts.append(f"lambda{_format_number(row.get('taps_lambda', default.taps_lambda))}")
+  parts.append(f"lr{_format_number(row.get('learning_rate', default.learning_rate))}")
+  return core.names.row_id("-".join(parts))

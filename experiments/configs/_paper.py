@@ -1,5 +1,7 @@
 """The paper's experimental grid (../shared/PAPER.md), shared by the paper_* configs."""
 
+from k4p1.core import defaults
+
 # Transfer datasets in the paper's order; Places365 is trained at 256 px.
 TRANSFER_DATASETS = ("cifar10", "cifar100", "cars196", "fgvc_aircraft",
                      "oxford_flowers102", "places365_small")
@@ -10,7 +12,7 @@ MOBILENET_PATCHES = ("logits", "scale_bias+logits", "depthwise+logits",
 INCEPTION_PATCHES = ("logits", "scale_bias+logits", "full")
 IMAGE_SIZE = {"mobilenet_v2": 224, "inception_v3": 299}
 PLACES_IMAGE_SIZE = 256
-PAPER_LEARNING_RATE = 0.045
+PAPER_LEARNING_RATE = defaults.PAPER_LEARNING_RATE
 # Appendix B.2: the sweep's grid is not published; ours is half-decades
 # around the paper's 0.045 (0.045 * 10**(k/2), rounded, k = -2..2).
 LR_SWEEP = (0.0045, 0.0142, 0.045, 0.142, 0.45)

@@ -15,6 +15,7 @@ import dataclasses
 from typing import Optional
 
 from k4p1 import architectures
+from k4p1.core import names
 
 # Default input size per architecture, from `k4p1.architectures` (kept for
 # code that imports it from here).
@@ -25,9 +26,10 @@ ARCHITECTURE_IMAGE_SIZE = {
 SOURCE_TFDS = "tfds"
 SOURCE_OFFLINE = "offline"
 SOURCE_FOLDER = "folder"
-# Name prefixes of datasets resolved outside the registry (catalog.py).
-FOLDER_PREFIX = "folder:"
-TFDS_PREFIX = "tfds:"
+# Name prefixes of datasets resolved outside the registry (catalog.py; the
+# task-name rule in k4p1.core.names reads them too).
+FOLDER_PREFIX = names.FOLDER_PREFIX
+TFDS_PREFIX = names.TFDS_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)

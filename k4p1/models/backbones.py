@@ -30,16 +30,15 @@ import keras
 
 from k4p1 import architectures
 from k4p1 import paths
+from k4p1.core import choices
 
 # Seconds a Keras weight download may wait on the network before we give up.
 _DOWNLOAD_TIMEOUT_S = 15
 
 # `weights` strings naming a TensorFlow checkpoint: "<prefix><path>".
-CHECKPOINT_PREFIXES = tuple(f"{source}:"
-                            for source in architectures.CHECKPOINT_SOURCES)
+CHECKPOINT_PREFIXES = choices.CHECKPOINT_PREFIXES
 # The valid `weights` values, for error messages and flag help.
-WEIGHTS_CHOICES = ("none, imagenet, a .keras/.h5/.weights.h5 path, or " +
-                   ", ".join(f"{p}<ckpt>" for p in CHECKPOINT_PREFIXES))
+WEIGHTS_CHOICES = choices.WEIGHTS_CHOICES
 
 # The architecture table lives in `k4p1.architectures`; these names are kept
 # for code that imports them from here.

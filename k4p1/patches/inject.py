@@ -17,18 +17,17 @@ belong to the patch (`bn_stats="task"`). With `bn_stats="frozen"` they are
 """
 
 import dataclasses
-import re
 
 import keras
 
+from k4p1.core import choices
+from k4p1.core import names
 from k4p1.patches import layers as patch_layers
 from k4p1.patches import spec as spec_lib
 from k4p1.patches import taps as taps_lib
 
-BN_STATS = ("task", "frozen")
+BN_STATS = choices.BN_STATS
 HEAD_KEY = "logits"  # Key of a task's own head in patch files.
-# TensorFlow name scopes (which layer names become) reject other characters.
-_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 @dataclasses.dataclass
@@ -188,7 +187,8 @@ def _copy_weights(source, target) -> None:
 
 
 def _validate(task, num_classes, head, spec, bn_stats):
-  if not isinstance(task, str) or not _TASK_NAME.match(task):
+  # TensorFlow name scopes (which layer names become) reject other characters.
+  if not isinstance(task, str) or not names.MODEL_TASK_NAME.match(task):
     raise ValueError(f"Invalid task name {task!r}: start with a letter or digit, "
                      "then use letters, digits and '_.-' (TensorFlow name scopes "
                      "reject other characters, e.g. 'mnist5k:0-4' -> 'mnist5k_0-4').")

@@ -36,11 +36,11 @@ from tensorflow.lite.tools import flatbuffer_utils
 
 from k4p1 import atomic
 from k4p1 import paths
+from k4p1.core.choices import TFLITE_QUANTIZATIONS as QUANTIZATIONS
 from k4p1.patches import inject
 from k4p1.patches import serving
 from k4p1.patches import gates
 
-QUANTIZATIONS = ("none", "float16", "dynamic_int8", "int8")
 SIGNATURE, FORMAT = "serve", "k4p1.litert/1"
 METADATA_NAME = "k4p1"  # Name of the JSON record in the flatbuffer's metadata.
 PAD_LOGIT = serving.PAD_LOGIT

@@ -15,15 +15,18 @@ layer computes exactly the base's convolution: its delta is not stored in the
 patch file, and exports (`gates.bake`) use the base layer itself.
 
 Defaults follow the public implementation (MattWallingford/TAPS,
-`models/taps_net.py`): scores start at 0.15, the threshold is 0.1.
+`models/taps_net.py`): scores start at 0.15, the threshold is 0.1
+(`k4p1.core.defaults`).
 """
 
 import keras
 from keras import ops
 import tensorflow as tf
 
-SCORE_INIT = 0.15
-THRESHOLD = 0.1
+from k4p1.core import defaults
+
+SCORE_INIT = defaults.TAPS_SCORE_INIT
+THRESHOLD = defaults.TAPS_THRESHOLD
 GATED_CLASSES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 DELTA = "delta"
 SCORE = "score"

@@ -25,6 +25,7 @@ import re
 import statistics
 from typing import Any, Hashable, Iterable, Sequence
 
+from k4p1.core import defaults
 from k4p1.report import collect
 from k4p1.report import paper as paper_lib
 
@@ -32,10 +33,11 @@ PATCH_ORDER = tuple(collect.patch_kinds(spec) for spec in (
     "logits", "logits+stats", "logits+bias", "logits+scale_bias", "logits+depthwise",
     "logits+scale_bias+depthwise", "logits+taps", "logits+scale_bias+taps", "full"))
 
-# Settings of one patch kind (k4p1.train.RunConfig field -> kind), with the
-# runner's default for a results.json that does not record them.
+# Settings of one patch kind (k4p1.core.RunConfig field -> kind), with the
+# value a results.json that does not record them ran with (TAPS's defaults).
 KIND_SETTINGS = {"taps_lambda": "taps", "taps_threshold": "taps", "taps_warmup_epochs": "taps"}
-KIND_SETTING_DEFAULTS = {"taps_lambda": 1.0, "taps_threshold": 0.1}
+KIND_SETTING_DEFAULTS = {"taps_lambda": defaults.TAPS_LAMBDA,
+                         "taps_threshold": defaults.TAPS_THRESHOLD}
 # Settings a results.json written before they existed ran with: trained BN
 # layers started from the base's values ("copy") before bn_init existed.
 RECORD_DEFAULTS = {"bn_init": "copy"}
@@ -48,7 +50,7 @@ SETTING_KEYS = ("weights", "bn_stats", "bn_init", "add_missing_scales", "alpha",
 DATASET_ORDER = ("imagenet2012", "cifar10", "cifar100", "cars196", "fgvc_aircraft",
                  "oxford_flowers102", "places365_small", "mnist5k", "mnistm5k",
                  "digits")
-PAPER_LEARNING_RATE = 0.045
+PAPER_LEARNING_RATE = defaults.PAPER_LEARNING_RATE
 
 
 def _value_order(value: str):

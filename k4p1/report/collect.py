@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from k4p1 import paths
 from k4p1 import workdir as workdir_lib
+from k4p1.core import kinds as kinds_lib
 
 RESULTS_FILENAME = workdir_lib.RESULTS_FILE
 
@@ -102,33 +103,20 @@ class RunResult:
     return None if weights is None else str(weights)
 
 
-# k4p1.patches.PatchSpec's printing order. The report mirrors PatchSpec's
-# normalisation instead of importing it, so that it never needs TensorFlow
-# (tests/test_report_collect.py checks that the two agree).
-KIND_ORDER = ("logits", "stats", "scale_bias", "scale", "bias", "depthwise", "taps",
-              "full")
-
-
 def patch_kinds(patch: str) -> frozenset[str]:
   """The set of kinds of a patch spec string, normalised like PatchSpec.parse.
 
   "scale_bias+logits" and "logits+scale_bias" give the same set; "scale+bias"
-  is "scale_bias"; "full" (with or without "logits") is {"full"}.
+  is "scale_bias"; "full" (with or without "logits") is {"full", "logits"}.
+  Unknown kinds (a results.json of another version) are kept
+  (`k4p1.core.kinds.normalize`).
   """
-  kinds = {kind.strip() for kind in patch.split("+") if kind.strip()}
-  if {"scale", "bias"} <= kinds or "scale_bias" in kinds:
-    kinds = (kinds - {"scale", "bias"}) | {"scale_bias"}
-  if "stats" in kinds and kinds & {"scale_bias", "scale", "bias"}:
-    kinds = kinds - {"stats"}
-  if "full" in kinds:
-    kinds = {"full"}
-  return frozenset(kinds)
+  return kinds_lib.normalize(kinds_lib.split(patch))
 
 
 def canonical_patch(kinds: frozenset[str]) -> str:
   """The spec string of a kind set, as str(PatchSpec) prints it ("logits+scale_bias")."""
-  known = [kind for kind in KIND_ORDER if kind in kinds]
-  return "+".join(known + sorted(kinds - set(KIND_ORDER)))
+  return kinds_lib.spec_string(kinds)
 
 
 def find_results_files(results_dir: str | os.PathLike[str]) -> list[pathlib.Path | str]:

@@ -49,10 +49,10 @@ import numpy as np
 import tensorflow as tf
 
 from k4p1 import patches
+from k4p1.core import choices
 from k4p1.train import precise_bn
 
-PRESERVE = "preserve"
-COPY = "copy"
+PRESERVE, COPY = choices.BN_INIT  # The --bn_init values.
 # Statistics batches when PreciseBN is off (precise_bn_batches=0).
 DEFAULT_NUM_BATCHES = precise_bn.DEFAULT_NUM_BATCHES
 

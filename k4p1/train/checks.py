@@ -3,22 +3,21 @@
 Each raises `ValueError` naming the field, its value and the valid choices.
 """
 
-import os
-import re
-
 from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
 from k4p1 import paths
+from k4p1.core import choices
+from k4p1.core import defaults
+from k4p1.core import names
 from k4p1.train import config as config_lib
-from k4p1.train import optimizers
 from k4p1.train import performance
-from k4p1.train import strategy as strategy_lib
 
-# TensorFlow name scopes reject '@' and ':' inside `tf.function` (Keras opens
-# one per layer and model), although results.json keys may carry them.
-_UNSAFE_IN_SCOPES = re.compile(r"[^A-Za-z0-9_.\-]")
-_TASK_NAME = re.compile(r"^[A-Za-z0-9_.@:\-]+$")
+# The task-name rules live in the core (TensorFlow-free: the experiment
+# configs name their rows with them); kept here for code that imports them.
+check_task_names = names.check_task_names
+default_task_name = names.default_task_name
+model_task_name = names.model_task_name
 _POSITIVE = ("learning_rate", "lr_decay_epochs", "lr_decay_rate", "log_every_secs")
 # URL schemes TFDS opens as its data directory itself (through etils.epath).
 TFDS_DATA_DIR_SCHEMES = ("gs", "s3")
@@ -50,18 +49,16 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
     raise ValueError("workdir is required (the run's output directory).")
   arch = models.get_architecture(config.model)  # Raises with the choices.
   spec = patches.PatchSpec.parse(config.patch)
-  check_choice("strategy", config.strategy, strategy_lib.STRATEGIES)
-  check_choice("optimizer", config.optimizer, optimizers.OPTIMIZERS)
-  check_choice("bn_stats", config.bn_stats, config_lib.BN_STATS)
-  check_choice("bn_init", config.bn_init, config_lib.BN_INIT)
-  check_choice("shared", config.shared, config_lib.SHARED)
-  check_choice("task_sampling", config.task_sampling, config_lib.TASK_SAMPLING)
-  check_choice("mixed_precision", config.mixed_precision,
-               performance.MIXED_PRECISION)
-  check_choice("input_pipeline", config.input_pipeline,
-               performance.INPUT_PIPELINES)
-  check_choice("tflite_quantization", config.tflite_quantization,
-               config_lib.TFLITE_QUANTIZATIONS)
+  for field, valid in (("strategy", choices.STRATEGIES),
+                       ("optimizer", choices.OPTIMIZERS),
+                       ("bn_stats", choices.BN_STATS),
+                       ("bn_init", choices.BN_INIT),
+                       ("shared", choices.SHARED),
+                       ("task_sampling", choices.TASK_SAMPLING),
+                       ("mixed_precision", choices.MIXED_PRECISION),
+                       ("input_pipeline", choices.INPUT_PIPELINES),
+                       ("tflite_quantization", choices.TFLITE_QUANTIZATIONS)):
+    check_choice(field, getattr(config, field), valid)
   if (config.export_tflite and config.tflite_quantization == "int8"
       and (config.tasks or config.sequential)):
     raise ValueError("tflite_quantization='int8' is for transfer runs: the "
@@ -159,8 +156,8 @@ def _check_taps(config, spec) -> None:
   if config.taps_warmup_epochs is not None and config.taps_warmup_epochs < 0:
     raise ValueError(f"taps_warmup_epochs must be >= 0, got "
                      f"{config.taps_warmup_epochs!r}.")
-  if not 0.0 <= config.taps_threshold < patches.taps.SCORE_INIT:
-    raise ValueError(f"taps_threshold must be in [0, {patches.taps.SCORE_INIT})"
+  if not 0.0 <= config.taps_threshold < defaults.TAPS_SCORE_INIT:
+    raise ValueError(f"taps_threshold must be in [0, {defaults.TAPS_SCORE_INIT})"
                      f" (below the scores' initial value), got "
                      f"{config.taps_threshold!r}.")
   if spec.is_taps and config.shared == "trained":
@@ -229,41 +226,3 @@ def _check_multires(config, spec) -> None:
     raise ValueError(f"Multires needs a patch with per-resolution kinds (e.g. "
                      f"scale_bias), not {str(spec)!r}: the head is shared by "
                      "every resolution.")
-
-
-def check_task_names(names) -> None:
-  """Task names must be valid and distinct once read as model names."""
-  bad = [n for n in names if not _TASK_NAME.match(n)]
-  if bad:
-    raise ValueError(f"Invalid task names {bad}: use letters, digits and '_.@:-'.")
-  if len({model_task_name(n) for n in names}) != len(names):
-    raise ValueError(f"Task names {names} repeat a name (with '@' and ':' read "
-                     "as '_'): pass task_names=.")
-
-
-def model_task_name(name: str) -> str:
-  """The name given to `apply_patch` (layer suffix, patch file): "d@48" -> "d_48"."""
-  return _UNSAFE_IN_SCOPES.sub("_", name)
-
-
-def default_task_name(dataset: str) -> str:
-  """A task name safe in layer and file names: "mnist5k:5-9" -> "mnist5k_5-9".
-
-  "folder:/data/my photos" -> "folder_my_photos" (the folder's name, other
-  characters as '_'); "tfds:eurosat/rgb:0-4" -> "tfds_eurosat_rgb_0-4".
-
-  Raises:
-    ValueError: the name still has characters outside [A-Za-z0-9_.-].
-  """
-  if dataset.startswith(data.FOLDER_PREFIX):
-    directory = dataset[len(data.FOLDER_PREFIX):]
-    if not paths.is_url(directory):
-      directory = os.path.expanduser(directory)
-    return "folder_" + _UNSAFE_IN_SCOPES.sub("_", paths.basename(directory))
-  name = dataset.replace(":", "_").replace(",", "_")
-  if dataset.startswith(data.TFDS_PREFIX):
-    name = name.replace("/", "_")
-  if not name or not all(c.isalnum() or c in "_.-" for c in name):
-    raise ValueError(f"Task name {name!r} (from {dataset!r}) must use only "
-                     "letters, digits and '_.-'.")
-  return name

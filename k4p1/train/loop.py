@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import k4p1
+from k4p1.core import defaults
 from k4p1.train import fused_batch_norm as fused_batch_norm_lib
 from k4p1.train import optimizers as optimizers_lib
 from k4p1.train import performance
@@ -74,7 +75,7 @@ def unique_trainable_variables(models: Sequence[keras.Model]) -> list:
 
 def make_task_gradients(models: Sequence[keras.Model],
                         optimizer: keras.optimizers.Optimizer,
-                        label_smoothing: float = 0.1):
+                        label_smoothing: float = defaults.LABEL_SMOOTHING):
   """The `TaskGradients` `make_train_step` uses: cross-entropy, loss scaling."""
   loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
   return task_gradients_lib.TaskGradients(
@@ -87,8 +88,8 @@ def make_train_step(strategy: tf.distribute.Strategy,
                     optimizer: keras.optimizers.Optimizer,
                     variables: Sequence,
                     step: tf.Variable,
-                    label_smoothing: float = 0.1,
-                    weight_decay: float = 4e-5,
+                    label_smoothing: float = defaults.LABEL_SMOOTHING,
+                    weight_decay: float = defaults.WEIGHT_DECAY,
                     jit_compile=False,
                     fused_batch_norm: bool = True,
                     task_gradients: Optional[

@@ -10,7 +10,10 @@ import re
 import keras
 import tensorflow as tf
 
-OPTIMIZERS = ("rmsprop", "sgd", "adam")
+from k4p1.core import choices
+from k4p1.core import defaults
+
+OPTIMIZERS = choices.OPTIMIZERS
 # Keras 3 names a layer's kernel "kernel" (Dense, Conv2D, DepthwiseConv2D) and
 # some layers "depthwise_kernel" / "pointwise_kernel"; never BN's or biases.
 _KERNEL_NAME = re.compile(r"(^|_)kernel(:\d+)?$")
@@ -29,7 +32,8 @@ def total_train_steps(train_steps, train_epochs, steps_in_epoch: int) -> int:
 
 
 def scaled_learning_rate(learning_rate: float, global_batch_size: int,
-                         reference_batch_size: int = 96) -> float:
+                         reference_batch_size: int = defaults.REFERENCE_BATCH
+                         ) -> float:
   """The linear scaling rule: `learning_rate` is for `reference_batch_size`."""
   return learning_rate * global_batch_size / reference_batch_size
 
@@ -38,9 +42,9 @@ def build_learning_rate_schedule(
     learning_rate: float,
     global_batch_size: int,
     steps_in_epoch: int,
-    decay_rate: float = 0.98,
-    decay_epochs: float = 2.5,
-    reference_batch_size: int = 96,
+    decay_rate: float = defaults.LR_DECAY_RATE,
+    decay_epochs: float = defaults.LR_DECAY_EPOCHS,
+    reference_batch_size: int = defaults.REFERENCE_BATCH,
 ) -> keras.optimizers.schedules.ExponentialDecay:
   """The paper's schedule: scaled base rate, x`decay_rate` every `decay_epochs`.
 

@@ -10,7 +10,9 @@ optimizer = performance.wrap_optimizer(optimizer, "mixed_float16")  # loss scali
 import keras
 import tensorflow as tf
 
-MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+from k4p1.core import choices
+
+MIXED_PRECISION = choices.MIXED_PRECISION
 JIT_COMPILE = ("auto", True, False)
 
 
@@ -87,7 +89,7 @@ def wrap_optimizer(optimizer: keras.optimizers.Optimizer,
   return optimizer
 
 
-INPUT_PIPELINES = ("per_worker", "per_replica")
+INPUT_PIPELINES = choices.INPUT_PIPELINES
 
 
 def input_options(prefetch_to_device: bool = True,

@@ -20,7 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-SAMPLERS = ("round_robin", "proportional")
+from k4p1.core import choices
+
+SAMPLERS = choices.SAMPLERS
 
 
 def sample_task(step: int, seed: int, weights: Sequence[float], method: str) -> int:

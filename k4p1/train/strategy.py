@@ -13,7 +13,9 @@ from absl import logging
 import tensorflow as tf
 from tensorflow.python.eager import context as context_lib  # pylint: disable=g-direct-tensorflow-import
 
-STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+from k4p1.core import choices
+
+STRATEGIES = choices.STRATEGIES
 TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host0:2222", '
                      '"host1:2222"]}, "task": {"type": "worker", "index": 0}}\'')
 

@@ -13,9 +13,10 @@ from typing import Sequence
 import tensorflow as tf
 
 from k4p1 import patches
+from k4p1.core import defaults
 
 # TAPS's default warm-up (`--warmup_epochs` in MattWallingford/TAPS).
-DEFAULT_WARMUP_EPOCHS = 2.0
+DEFAULT_WARMUP_EPOCHS = defaults.TAPS_WARMUP_EPOCHS
 
 
 def warmup_steps(warmup_epochs, steps_per_epoch: int, total_steps: int) -> int:

@@ -1,0 +1,25 @@
+"""Numbers of the paper's recipe and of TAPS that more than one module needs.
+
+The recipe is TF-slim's MobileNetV2 training script (../shared/PAPER.md):
+learning rate 0.045 for a batch of 96, scaled linearly with the batch, x0.98
+every 2.5 epochs (staircase). `RunConfig`'s defaults, the optimizer and loss
+builders, the report (which learning rate is "the paper's") and the
+experiment configs read them from here.
+"""
+
+PAPER_LEARNING_RATE = 0.045
+REFERENCE_BATCH = 96  # The batch PAPER_LEARNING_RATE is given for.
+LR_DECAY_RATE = 0.98
+LR_DECAY_EPOCHS = 2.5
+LABEL_SMOOTHING = 0.1
+WEIGHT_DECAY = 4e-5
+# Epochs trained when neither `train_steps` nor `train_epochs` is set. The
+# paper does not state its fine-tuning length; see BUILD_NOTES.md.
+TRAIN_EPOCHS = 30.0
+
+# TAPS (MattWallingford/TAPS). Runs recorded before these settings existed
+# ran with these values, so the report reads them as the missing ones.
+TAPS_LAMBDA = 1.0  # Weight of the sparsity penalty.
+TAPS_THRESHOLD = 0.1  # A gate opens where its layer's score is >= this.
+TAPS_SCORE_INIT = 0.15  # Every score's initial value (above the threshold).
+TAPS_WARMUP_EPOCHS = 2.0  # Epochs before the penalty starts (`--warmup_epochs`).
