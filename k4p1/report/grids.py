@@ -21,6 +21,7 @@ follow `cells.py` (see BUILD_NOTES.md). Table rules:
 import collections
 from typing import Sequence
 
+from k4p1.core import run_kinds
 from k4p1.report import cells as cells_lib
 from k4p1.report import collect
 from k4p1.report import paper as paper_lib
@@ -109,7 +110,7 @@ def build_transfer_grids(runs: Sequence[collect.RunResult]) -> list[Grid]:
   """Transfer, SSD -> ImageNet and learning-rate-sweep grids, one set per model."""
   groups = collections.defaultdict(list)
   for run in runs:
-    if run.experiment == "transfer":
+    if run_kinds.table(run.experiment) == "transfer":
       ssd = (run.weights or "").startswith(SSD_WEIGHT_PREFIXES)
       groups[("ssd_to_imagenet" if ssd else "transfer", run.model)].append(run)
   grids = []
@@ -126,7 +127,7 @@ def build_task_grids(runs: Sequence[collect.RunResult]) -> list[Grid]:
   """
   groups = collections.defaultdict(list)
   for run in runs:
-    if run.experiment not in ("transfer", "multires"):
+    if run_kinds.table(run.experiment) == "tasks":
       groups[(run.experiment, run.model, tuple(sorted(run.tasks)))].append(run)
   grids = []
   for (experiment, model, task_set), group in sorted(groups.items()):
@@ -134,9 +135,9 @@ def build_task_grids(runs: Sequence[collect.RunResult]) -> list[Grid]:
     cells = cells_lib.make_cells((row_key(run, varying), task, run, result.accuracy)
                                  for run in group for task, result in run.tasks.items())
     columns = list(dict.fromkeys(task for run in group for task in run.tasks))
-    if experiment in ("multitask", "sequential"):
-      kind = experiment
-      title = f"{'Multi-task' if kind == 'multitask' else 'Sequential'} learning: {model}"
+    heading = run_kinds.title(experiment)
+    if heading:
+      kind, title = experiment, f"{heading}: {model}"
     else:
       kind, title = f"other:{experiment}", f"Experiment {experiment!r}: {model}"
     title += f" ({len(columns)} tasks: {', '.join(columns)})"
@@ -158,7 +159,7 @@ def build_multires_grids(runs: Sequence[collect.RunResult]) -> list[Grid]:
   """Multi-resolution tables: one per (model, dataset); columns are resolutions."""
   groups = collections.defaultdict(list)
   for run in runs:
-    if run.experiment == "multires":
+    if run_kinds.table(run.experiment) == "resolutions":
       for task, result in run.tasks.items():
         dataset, size = parse_resolution_task(task, run.image_size)
         groups[(run.model, dataset)].append((run, size, result.accuracy))

@@ -19,6 +19,7 @@ import math
 import statistics
 from typing import Sequence
 
+from k4p1.core import run_kinds
 from k4p1.report import cells as cells_lib
 from k4p1.report import collect
 
@@ -145,7 +146,7 @@ def build_taps_grids(runs: Sequence[collect.RunResult]) -> list[cells_lib.Grid]:
   groups = collections.defaultdict(list)
   sizes = collections.defaultdict(set)
   for run in runs:
-    if run.experiment != "transfer":
+    if run_kinds.table(run.experiment) != "transfer":
       continue
     ssd = (run.weights or "").startswith(SSD_WEIGHT_PREFIXES)
     for task in run.tasks:

@@ -10,6 +10,7 @@ from k4p1 import paths
 from k4p1.core import choices
 from k4p1.core import defaults
 from k4p1.core import names
+from k4p1.core import run_kinds
 from k4p1.train import config as config_lib
 from k4p1.train import performance
 
@@ -59,11 +60,6 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
                        ("input_pipeline", choices.INPUT_PIPELINES),
                        ("tflite_quantization", choices.TFLITE_QUANTIZATIONS)):
     check_choice(field, getattr(config, field), valid)
-  if (config.export_tflite and config.tflite_quantization == "int8"
-      and (config.tasks or config.sequential)):
-    raise ValueError("tflite_quantization='int8' is for transfer runs: the "
-                     "K-task file's int8 accuracy is near chance; use "
-                     "dynamic_int8 (see k4p1.patches.litert).")
   models.check_weights(config.weights)
   check_data_dir(config.data_dir)
   if config.alpha != 1.0 and not arch.supports_alpha:
@@ -178,6 +174,7 @@ def check_experiment(config: config_lib.RunConfig,
     raise ValueError("No task: set dataset=<name> (one task, e.g. cifar100 or "
                      "mnist5k:5-9) or tasks=(<name>, ...) (multi-task).")
   kind = config.experiment
+  policy = run_kinds.policy(kind)
   if config.pretrain and (config.sequential or resolutions or tasks):
     raise ValueError("pretrain trains one backbone on dataset=<name>; it "
                      "excludes tasks, resolutions and sequential.")
@@ -191,8 +188,7 @@ def check_experiment(config: config_lib.RunConfig,
                      f"shared must be 'frozen', not {config.shared!r}.")
   if resolutions:
     _check_multires(config, spec)
-  single = kind in ("transfer", "pretrain")
-  if config.task is not None and not single:
+  if config.task is not None and not policy.single_task:
     raise ValueError(f"task={config.task!r} names the task of a one-dataset "
                      "run; name several tasks with task_names.")
   if config.task is not None:
@@ -202,14 +198,30 @@ def check_experiment(config: config_lib.RunConfig,
     if value is not None and len(value) != len(tasks):
       raise ValueError(f"{field} has {len(value)} entries for the "
                        f"{len(tasks)} tasks {list(tasks)}: {list(value)}.")
-  if kind != "transfer":
+  if not policy.transfer_options:
     for field, off in (("cache_features", False), ("mixed_precision", "none")):
       if getattr(config, field) != off:
         raise ValueError(f"{field}={getattr(config, field)!r} is supported by "
                          f"transfer runs only, not {kind}; use {off!r}.")
+  _check_tflite(config, policy)
   if config.cache_features and str(spec) != "logits":
     raise ValueError(f"cache_features needs patch 'logits' (only the head "
                      f"trains), not {config.patch!r}.")
+
+
+def _check_tflite(config, policy) -> None:
+  """export_tflite: kinds with a LiteRT export; no int8 K-task file."""
+  if not config.export_tflite:
+    return
+  if policy.tflite is None:
+    exporting = [k for k, p in run_kinds.POLICIES.items() if p.tflite]
+    raise ValueError(f"export_tflite is not supported by {policy.kind} runs "
+                     f"(they write no task model to serve); runs that export: "
+                     f"{', '.join(exporting)}.")
+  if config.tflite_quantization == "int8" and policy.tflite == "tasks":
+    raise ValueError("tflite_quantization='int8' is for transfer runs: the "
+                     "K-task file's int8 accuracy is near chance; use "
+                     "dynamic_int8 (see k4p1.patches.litert).")
 
 
 def _check_multires(config, spec) -> None:

@@ -26,7 +26,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import k4p1
 from k4p1.core import defaults
 from k4p1.train import fused_batch_norm as fused_batch_norm_lib
 from k4p1.train import optimizers as optimizers_lib
@@ -199,26 +198,6 @@ class LoopResult:
   images_per_sec: Optional[float]
   train_metrics: dict
   eval_history: list
-
-
-def run_record(result: LoopResult, *, optimizer: keras.optimizers.Optimizer,
-               steps_per_epoch: int, strategy: tf.distribute.Strategy,
-               config, command: str) -> dict:
-  """The fields of `results.json` about the run itself (every runner's)."""
-  return {
-      "steps": result.end_step,
-      "optimizer_steps": int(optimizer.iterations.numpy()),
-      "resumed_from_step": result.start_step,
-      "steps_per_epoch": steps_per_epoch,
-      "train": result.train_metrics,
-      "eval_history": result.eval_history,
-      "images_per_sec": result.images_per_sec,
-      "strategy": {"name": config.strategy,
-                   "replicas": strategy.num_replicas_in_sync},
-      "k4p1_version": k4p1.__version__,
-      "command": command,
-      "config": config.to_dict(),
-  }
 
 
 def run_training_loop(*,

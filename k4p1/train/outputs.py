@@ -25,8 +25,6 @@ from k4p1 import paths
 from k4p1 import workdir as workdir_lib
 from k4p1.patches import io as patches_io
 from k4p1.patches import litert
-from k4p1.train import build
-from k4p1.train import taps
 
 
 # Images per task that calibrate int8 activation ranges (--tflite_quantization).
@@ -44,75 +42,48 @@ def digest(task_models) -> str:
   return hasher.hexdigest()
 
 
-def task_results(plan, run_models, evaluator) -> dict:
-  """results.json's "tasks": accuracy, data and parameters of every task."""
-  tasks = {}
-  for task, model in zip(plan.tasks, run_models.task_models):
-    entry = dict(evaluator.per_task[task.name], num_classes=task.num_classes,
-                 dataset=task.dataset.name, image_size=task.image_size,
-                 trained_in_this_run=task.trained)
-    if plan.experiment != "pretrain":
-      entry["params"] = patches.count_params(model)
-      if plan.spec.is_taps:
-        entry["taps"] = taps.result(model)
-    tasks[task.name] = entry
-  return tasks
-
-
-def params(plan, run_models, trained_variables) -> dict:
-  """results.json's parameter counts (K-task runs add the system's)."""
-  if plan.experiment == "pretrain":
-    return {"params": build.pretrain_params(run_models.task_models[0])}
-  if plan.experiment == "transfer":
-    return {"params": patches.count_params(run_models.task_models[0])}
-  counts = build.system_params(run_models.task_models, run_models.base)
-  counts["params"]["patch_trainable"] = sum(int(np.prod(v.shape))
-                                            for v in trained_variables)
-  return counts
-
-
 def write_artefacts(plan, run_models) -> dict:
   """Writes the run's artefacts (chief only); returns results.json's fields."""
-  experiment, workdir = plan.experiment, plan.config.workdir
+  policy, workdir = plan.policy, plan.config.workdir
   base, task_models = run_models.base, run_models.task_models
-  if experiment == "transfer":
+  if policy.saves == "patch":
     path = workdir_lib.patch_path(workdir, plan.tasks[0].model_name)
     patches.save_patch(task_models[0], path)
     return {"patch_file": paths.relative(path, workdir),
             "patch_file_bytes": paths.size(path),
             **_write_tflite(plan, task_models)}
-  if experiment == "pretrain":
+  if policy.saves == "backbone":
     path = workdir_lib.backbone_path(workdir)
     workdir_lib.save_weights(base, path)
     return {"backbone_weights": paths.absolute(path)}
-  if experiment != "sequential":
+  if policy.saves_backbone:
     workdir_lib.save_weights(base, workdir_lib.backbone_path(workdir))
   entries = _save_patches(plan, task_models)
-  if experiment == "multires":
+  if policy.shared_head:
     head = run_models.head
     atomic.write_bytes_atomic(
         workdir_lib.shared_head_path(workdir),
         patches_io.npz_bytes({"kernel": head.kernel.numpy(),
                               "bias": head.bias.numpy()}))
-  if experiment == "sequential":
+  if policy.extends_earlier_run:
     entries = list(plan.manifest["tasks"]) + entries
   _write_manifest(plan, entries)
-  if experiment == "multires":
-    return {}
-  export = workdir_lib.export_dir(workdir)
-  size = plan.config.export_image_size
-  patches.export_multitask(task_models, export, image_size=(size, size))
-  return {"export": paths.relative(export, plan.run_dir),
-          **_write_tflite(plan, task_models)}
+  fields = _write_tflite(plan, task_models)
+  if policy.exports_savedmodel:
+    export = workdir_lib.export_dir(workdir)
+    size = plan.config.export_image_size
+    patches.export_multitask(task_models, export, image_size=(size, size))
+    fields["export"] = paths.relative(export, plan.run_dir)
+  return fields
 
 
 def _write_tflite(plan, task_models) -> dict:
   """`export_tflite`: the run's LiteRT file; returns results.json's fields."""
   config = plan.config
-  if not config.export_tflite:
+  if not config.export_tflite or plan.policy.tflite is None:
     return {}
   quantization = config.tflite_quantization
-  if plan.experiment == "transfer":
+  if plan.policy.tflite == "task":
     task = plan.tasks[0]
     path = workdir_lib.tflite_path(config.workdir, task.model_name)
     calibration = (_calibration_images(plan, task)
@@ -164,6 +135,6 @@ def _write_manifest(plan, entries) -> None:
       "add_missing_scales": config.add_missing_scales,
       "backbone": workdir_lib.BACKBONE_FILE,
       "shared_head": (workdir_lib.SHARED_HEAD_FILE
-                      if plan.experiment == "multires" else None),
+                      if plan.policy.shared_head else None),
       "export_image_size": config.export_image_size,
       "tasks": entries})

@@ -24,6 +24,7 @@ from k4p1 import models
 from k4p1 import patches
 from k4p1 import paths
 from k4p1 import workdir as workdir_lib
+from k4p1.core import run_kinds
 from k4p1.train import checks
 from k4p1.train import config as config_lib
 from k4p1.train import performance
@@ -86,7 +87,13 @@ class RunPlan:
 
   @property
   def experiment(self) -> str:
+    """The kind of run's name (results.json's "experiment")."""
     return self.config.experiment
+
+  @property
+  def policy(self) -> run_kinds.RunPolicy:
+    """What this kind of run builds, shares, writes and exports."""
+    return run_kinds.policy(self.config.experiment)
 
   @property
   def trained_tasks(self) -> list:
@@ -96,10 +103,10 @@ class RunPlan:
   def bn_init(self) -> str:
     """How the BN layers the run trains start (`k4p1.train.bn_init`).
 
-    The config's choice; a pretraining run trains a backbone's own layers,
-    not a patch of a base, so they start as built ("copy").
+    The config's choice; a run that trains a backbone of its own (pretrain)
+    has no base function to preserve: its layers start as built ("copy").
     """
-    return "copy" if self.experiment == "pretrain" else self.config.bn_init
+    return "copy" if self.policy.trains_backbone else self.config.bn_init
 
 
 def train_examples(info: data.DatasetInfo) -> int:
@@ -206,7 +213,7 @@ def resolve(config: config_lib.RunConfig) -> RunPlan:
   if config.sequential:
     run_dir = workdir_lib.sequential_run_dir(
         config.workdir, [t.name for t in tasks if t.trained])
-  if config.experiment == "multires":
+  if run_kinds.policy(config.experiment).shared_head:
     spec = patches.PatchSpec(spec.kinds - {"logits"})
   return RunPlan(config, spec, arch, tuple(tasks), run_dir, manifest)
 
@@ -253,7 +260,7 @@ def _earlier_tasks(config, manifest, new_tasks) -> list:
 def _fill_defaults(config, tasks) -> config_lib.RunConfig:
   """Makes every default explicit, so that config.json says what ran."""
   new = [t for t in tasks if t.trained]
-  if config.experiment in ("transfer", "pretrain"):
+  if run_kinds.policy(config.experiment).single_task:
     config = config.replace(task=new[0].name, image_size=new[0].image_size)
   else:
     config = config.replace(task_names=tuple(t.name for t in new),

@@ -43,8 +43,10 @@ from k4p1.train import features_cache
 from k4p1.train import loop
 from k4p1.train import optimizers
 from k4p1.train import outputs
+from k4p1.train import param_counts
 from k4p1.train import performance
 from k4p1.train import plan as plan_lib
+from k4p1.train import record
 from k4p1.train import state as state_lib
 from k4p1.train import steps as steps_lib
 from k4p1.train import strategy as strategy_lib
@@ -238,11 +240,6 @@ class _Run:
     config = self.plan.config
     self.writer.hparams({k: getattr(config, k) for k in _HPARAMS},
                         trial_id=paths.basename(self.plan.run_dir))
-    if self.plan.experiment == "transfer":
-      counts = outputs.params(self.plan, self.models, self.state.variables)
-      self.writer.scalars(self.state.start_step, {
-          "params/patch_trainable": counts["params"]["patch_trainable"],
-          "params/patch_stored": counts["params"]["patch_stored"]})
 
   def _write_scalars(self, step: int, values: dict) -> None:
     """Training summaries, with TAPS's gates (open fraction, every score)."""
@@ -298,31 +295,32 @@ class _Run:
     return self._finish(result, began)
 
   def _finish(self, result: loop.LoopResult, began: float) -> dict:
-    plan, config = self.plan, self.plan.config
-    sizes = {t.image_size for t in plan.tasks}
-    counts = self.task_steps.numpy().tolist()
-    results = {
-        "experiment": plan.experiment,
-        "model": config.model,
-        "image_size": (sizes.pop() if len(sizes) == 1 and
-                       plan.experiment != "multires" else None),
-        "patch": config.patch,
-        "tasks": outputs.task_results(plan, self.models, self.evaluator),
-        "bn_init": self.bn_init,
-        "bn_statistics": self.evaluator.bn_statistics,
-        "task_steps": {t.name: int(n) for t, n in zip(plan.trained_tasks, counts)},
-        **outputs.params(plan, self.models, self.state.variables),
-        **loop.run_record(result, optimizer=self.state.optimizer,
-                          steps_per_epoch=self.steps_per_epoch,
-                          strategy=self.strategy, config=config,
-                          command=self.command),
-    }
-    if plan.experiment == "sequential":
-      results["earlier_tasks_unchanged"] = True
-      results["base_workdir"] = paths.absolute(config.workdir)
-    if self.chief:
-      results.update(outputs.write_artefacts(plan, self.models))
-    results["wall_s"] = time.time() - began
+    plan = self.plan
+    # Counted once, after training: TAPS stores only the layers whose gates
+    # ended open.
+    params = param_counts.counts(
+        plan.policy.param_counts, self.models.task_models, self.models.base,
+        self.state.variables)
+    self.writer.scalars(result.end_step, {
+        f"params/{key}": params["params"][key]
+        for key in ("patch_trainable", "patch_stored")})
+    training = record.Training(
+        start_step=result.start_step, end_step=result.end_step,
+        optimizer_steps=int(self.state.optimizer.iterations.numpy()),
+        steps_per_epoch=self.steps_per_epoch,
+        images_per_sec=result.images_per_sec,
+        train_metrics=result.train_metrics, eval_history=result.eval_history,
+        replicas=self.strategy.num_replicas_in_sync,
+        task_steps={t.name: int(n) for t, n in zip(
+            plan.trained_tasks, self.task_steps.numpy().tolist())})
+    artefacts = (outputs.write_artefacts(plan, self.models) if self.chief
+                 else {})
+    results = record.results(
+        plan, tasks=record.task_entries(plan, self.models.task_models,
+                                        self.evaluator.per_task),
+        bn_init=self.bn_init, bn_statistics=self.evaluator.bn_statistics,
+        training=training, params=params, artefacts=artefacts,
+        command=self.command, wall_s=time.time() - began)
     if self.chief:
       workdir_lib.write_json_atomic(workdir_lib.results_path(plan.run_dir),
                                     results)
