@@ -138,7 +138,7 @@ def test_a_failing_pass_raises_bad_image_error_naming_the_file(tmp_path):
   info = data.get_dataset_info(f"folder:{tmp_path / 'my zoo'}",
                                eval_fraction=0.25)
   ds = data.build_dataset(info, "train", global_batch_size=3, image_size=16,
-                          training=False)
+                          training=False, architecture="mobilenet_v2")
   with pytest.raises(data.BadImageError) as raised:
     with data.naming_bad_images():
       list(ds)

@@ -95,8 +95,7 @@ def test_copy_keeps_the_base_values_and_changes_the_training_mode_function():
   base, images = far_base(), task_images()
   reference = base(images, training=False).numpy()
   task = patches.apply_patch(base, "scale_bias+logits", task="t", num_classes=3)
-  record = bn_init.for_run([(task, None, "train", 32)], method="copy",
-                           num_batches=0)
+  record = bn_init.for_run([task], method="copy", samples=None)
   assert record == {"method": "copy", "layers": 52}
   for name, variable in patches.named_patch_variables(task).items():
     layer, var = name.split("/")

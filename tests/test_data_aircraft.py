@@ -81,13 +81,13 @@ def test_build_dataset_prepares_aircraft_from_the_manual_dir(tmp_path):
   info = data.get_dataset_info("fgvc_aircraft")
   ds = data.build_dataset("fgvc_aircraft", info.eval_split, global_batch_size=2,
                           image_size=32, training=False,
-                          data_dir=tmp_path / "tfds", manual_dir=tmp_path / "manual")
+                          data_dir=tmp_path / "tfds", manual_dir=tmp_path / "manual", architecture="mobilenet_v2")
   labels = np.concatenate([y.numpy() for _, y in ds])
   np.testing.assert_array_equal(
       np.sort(labels), sorted(fgvc_aircraft.VARIANTS.index(v) for _, v in SPLITS["test"]))
   train = data.build_dataset("fgvc_aircraft", info.train_split, global_batch_size=4,
                              image_size=32, training=True,
-                             data_dir=tmp_path / "tfds", download=False)
+                             data_dir=tmp_path / "tfds", download=False, architecture="mobilenet_v2")
   images, labels = next(iter(train))  # Prepared now: no manual_dir needed.
   assert images.shape == (4, 32, 32, 3)
   assert labels.numpy().min() >= 0 and labels.numpy().max() < 100

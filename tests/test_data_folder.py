@@ -81,7 +81,7 @@ def test_holdout_split_counts_classes_and_every_format_decodes_to_rgb(tmp_path):
   assert info.train_examples_per_class == (8, 4, 5)
   assert (info.num_train_examples, info.num_eval_examples) == (17, 4)
   assert info.eval_fraction == 0.2 and info.train_split == "train"
-  assert data.default_image_size(info) == 224
+  assert data.default_image_size(info, "mobilenet_v2") == 224
   assert data.default_image_size(info, "inception_v3") == 299
   for split in ("train", "test"):
     images, labels = decoded(info, split)
@@ -127,13 +127,13 @@ def test_pipelines_shard_and_train_under_two_replicas(tmp_path):
   info = data.get_dataset_info(name)
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   train = data.build_dataset(name, "train", global_batch_size=4, image_size=32,
-                             training=True, strategy=strategy)
+                             training=True, strategy=strategy, architecture="mobilenet_v2")
   images, labels = next(iter(train))
   for replica in strategy.experimental_local_results(images):
     assert replica.shape == (2, 32, 32, 3) and replica.dtype == tf.float32
   evaluation = data.build_dataset(info, "test", global_batch_size=4,
                                   image_size=32, training=False,
-                                  strategy=strategy)
+                                  strategy=strategy, architecture="mobilenet_v2")
   seen = [int(y) for _, labels in evaluation
           for part in strategy.experimental_local_results(labels) for y in part]
   assert sorted(seen) == sorted(decoded(info, "test")[1])
@@ -217,7 +217,7 @@ def test_a_corrupt_body_fails_in_the_pipeline_naming_the_file(tmp_path):
   for split in ("train", "test"):
     if str(broken) in folder.split_files(info, split)[0]:
       ds = data.build_dataset(info, split, global_batch_size=2, image_size=32,
-                              training=False)
+                              training=False, architecture="mobilenet_v2")
       with pytest.raises(tf.errors.InvalidArgumentError,
                          match=f"Cannot decode image file.*{broken}"):
         list(ds)

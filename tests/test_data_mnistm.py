@@ -151,13 +151,13 @@ def test_registry_entry_mirrors_mnist5k():
   assert info.source == "offline" and info.base_name == "mnistm5k"
   assert info.num_classes == 5 and info.num_train_examples == 2000
   assert info.num_eval_examples == 500
-  assert info.image_size == mnist.image_size == data.default_image_size("mnistm5k")
+  assert info.image_size == mnist.image_size == data.default_image_size("mnistm5k", "mobilenet_v2")
   assert info.augmentation == mnist.augmentation and not info.augmentation.flip
 
 
 def test_pipeline_gives_float_colour_batches(photo_dir):
   ds = data.build_dataset("mnistm5k:0-4", "test", global_batch_size=64,
-                          image_size=32, training=False, data_dir=photo_dir)
+                          image_size=32, training=False, data_dir=photo_dir, architecture="mobilenet_v2")
   total, labels = 0, []
   for images, batch_labels in ds:
     assert images.shape[1:] == (32, 32, 3) and images.dtype == tf.float32
@@ -167,7 +167,7 @@ def test_pipeline_gives_float_colour_batches(photo_dir):
   assert total == 500
   np.testing.assert_array_equal(np.bincount(np.concatenate(labels)), [100] * 5)
   train = data.build_dataset("mnistm5k:0-4", "train", global_batch_size=16,
-                             image_size=24, training=True, data_dir=photo_dir)
+                             image_size=24, training=True, data_dir=photo_dir, architecture="mobilenet_v2")
   images, batch_labels = next(iter(train))
   assert images.shape == (16, 24, 24, 3) and batch_labels.numpy().max() <= 4
   assert float(tf.reduce_max(tf.abs(images[..., 0] - images[..., 1]))) > 0.1

@@ -41,7 +41,7 @@ def no_network(monkeypatch):
 def _build(name, data_dir, **kwargs):
   return data.build_dataset(name, data.split_names(name)[0], global_batch_size=8,
                             image_size=32, training=True, data_dir=data_dir,
-                            **kwargs)
+                            **kwargs, architecture="mobilenet_v2")
 
 
 def test_offline_missing_dataset_fails_fast_naming_dataset_dir_and_command(

@@ -87,7 +87,7 @@ def test_label_subsets_are_balanced_and_renumbered(name):
 
 def test_eval_pipeline_makes_one_pass_and_keeps_the_last_batch():
   ds = data.build_dataset("mnist5k:0-4", "test", global_batch_size=64,
-                          image_size=32, training=False)
+                          image_size=32, training=False, architecture="mobilenet_v2")
   sizes, labels = [], []
   for images, batch_labels in ds:
     assert images.shape[1:] == (32, 32, 3) and images.dtype == tf.float32
@@ -102,7 +102,7 @@ def test_eval_pipeline_makes_one_pass_and_keeps_the_last_batch():
 def test_train_pipeline_is_infinite_seeded_and_drops_remainder():
   def first_batches(seed):
     ds = data.build_dataset("digits:5-9", "train", global_batch_size=32,
-                            image_size=24, training=True, seed=seed)
+                            image_size=24, training=True, seed=seed, architecture="mobilenet_v2")
     assert ds.cardinality() == tf.data.INFINITE_CARDINALITY
     return [(x.numpy(), y.numpy()) for x, y in ds.take(3)]
 
@@ -130,14 +130,14 @@ def test_two_replica_strategy_gets_per_replica_batches():
     assert replica_labels.shape == (4,)
   with pytest.raises(ValueError, match="divisible"):
     data.build_dataset("mnist5k", "train", global_batch_size=7, image_size=32,
-                       training=True, strategy=strategy)
+                       training=True, strategy=strategy, architecture="mobilenet_v2")
 
 
 def test_bad_arguments_raise():
   with pytest.raises(ValueError, match="split"):
-    data.build_dataset("mnist5k", "validation", 8, 32, training=False)
+    data.build_dataset("mnist5k", "validation", 8, 32, training=False, architecture="mobilenet_v2")
   with pytest.raises(ValueError, match="global_batch_size"):
-    data.build_dataset("mnist5k", "train", 0, 32, training=True)
+    data.build_dataset("mnist5k", "train", 0, 32, training=True, architecture="mobilenet_v2")
   with pytest.raises(ValueError, match="architecture"):
     data.build_dataset("mnist5k", "train", 8, 32, training=True,
                        architecture="vgg16")

@@ -52,8 +52,8 @@ def test_train_and_eval_outputs_have_any_requested_size(size, channels):
   image = tf.random.stateless_uniform([37, 53, channels], [1, 2], maxval=256,
                                       dtype=tf.int32)
   image = tf.cast(image, tf.uint8)
-  for out in (preprocess.train_image(image, size, _seed(0)),
-              preprocess.eval_image(image, size)):
+  for out in (preprocess.train_image(image, size, _seed(0), "mobilenet_v2"),
+              preprocess.eval_image(image, size, "mobilenet_v2")):
     assert out.shape == (size, size, 3) and out.dtype == tf.float32
     assert -1.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1.0
     if channels == 1:  # Grey becomes three equal channels.
@@ -62,10 +62,10 @@ def test_train_and_eval_outputs_have_any_requested_size(size, channels):
 
 def test_flip_follows_the_augmentation_switch():
   image = tf.cast(tf.reshape(tf.range(16 * 16 * 3) % 256, [16, 16, 3]), tf.uint8)
-  plain = preprocess.eval_image(image, 16, crop_fraction=1.0)
+  plain = preprocess.eval_image(image, 16, "mobilenet_v2", crop_fraction=1.0)
   no_crop = registry.Augmentation(area_range=(1.0, 1.0),
                                   aspect_ratio_range=(1.0, 1.0))
-  outputs = [preprocess.train_image(image, 16, _seed(i), augmentation=no_crop)
+  outputs = [preprocess.train_image(image, 16, _seed(i), "mobilenet_v2", augmentation=no_crop)
              for i in range(16)]
   flipped = [bool(np.array_equal(o, plain[:, ::-1])) for o in outputs]
   same = [bool(np.array_equal(o, plain)) for o in outputs]
@@ -74,7 +74,7 @@ def test_flip_follows_the_augmentation_switch():
   never = dataclasses.replace(no_crop, flip=False)
   for i in range(8):
     np.testing.assert_array_equal(
-        preprocess.train_image(image, 16, _seed(i), augmentation=never), plain)
+        preprocess.train_image(image, 16, _seed(i), "mobilenet_v2", augmentation=never), plain)
 
 
 def test_architecture_preprocess_input():

@@ -41,13 +41,13 @@ def test_beans_under_mock_data_resolves_and_feeds_pipelines():
     assert (info.image_key, info.label_key) == ("image", "label")
     assert (info.train_split, info.eval_split) == ("train", "test")
     assert info.num_train_examples == info.num_eval_examples == NUM_EXAMPLES
-    assert data.default_image_size(info) == 224
+    assert data.default_image_size(info, "mobilenet_v2") == 224
     train_ds = data.build_dataset(info, info.train_split, global_batch_size=4,
-                                  image_size=32, training=True)
+                                  image_size=32, training=True, architecture="mobilenet_v2")
     images, labels = next(iter(train_ds))
     assert images.shape == (4, 32, 32, 3) and labels.dtype == tf.int32
     eval_ds = data.build_dataset("tfds:beans", "test", global_batch_size=4,
-                                 image_size=32, training=False)
+                                 image_size=32, training=False, architecture="mobilenet_v2")
     assert sum(int(y.shape[0]) for _, y in eval_ds) == NUM_EXAMPLES
     subset = data.get_dataset_info("tfds:beans:2,0")
     assert subset.num_classes == 2 and subset.label_subset == (2, 0)
@@ -55,7 +55,7 @@ def test_beans_under_mock_data_resolves_and_feeds_pipelines():
     assert subset.num_train_examples is None  # Per-class counts unknown.
     assert subset.base_num_train_examples == NUM_EXAMPLES
     labels = np.concatenate([y.numpy() for _, y in data.build_dataset(
-        subset, "test", global_batch_size=4, image_size=32, training=False)])
+        subset, "test", global_batch_size=4, image_size=32, training=False, architecture="mobilenet_v2")])
     assert set(labels) <= {0, 1}
 
 

@@ -30,10 +30,10 @@ def test_mock_pipelines_under_a_two_replica_strategy(name, strategy):
     assert data.tfds_mocked()
     train = data.build_dataset(name, info.train_split, global_batch_size=4,
                                image_size=IMAGE_SIZE, training=True,
-                               strategy=strategy)
+                               strategy=strategy, architecture="mobilenet_v2")
     evaluation = data.build_dataset(name, info.eval_split, global_batch_size=4,
                                     image_size=IMAGE_SIZE, training=False,
-                                    strategy=strategy)
+                                    strategy=strategy, architecture="mobilenet_v2")
     train_iter = iter(train)
     for _ in range(3):  # More steps than examples: training repeats.
       images, labels = next(train_iter)
@@ -79,7 +79,7 @@ def test_label_subset_of_a_tfds_dataset_filters_and_renumbers():
         decoders=tfds.decode.PartialDecoding({"image": True, "label": True}))
     raw_labels = np.array([int(ex["label"]) for ex in raw])
     ds = data.build_dataset("cifar10:7,3,5", "test", global_batch_size=8,
-                            image_size=IMAGE_SIZE, training=False)
+                            image_size=IMAGE_SIZE, training=False, architecture="mobilenet_v2")
     labels = np.concatenate([y.numpy() for _, y in ds])
   order = {7: 0, 3: 1, 5: 2}
   expected = [order[label] for label in raw_labels if label in order]

@@ -175,7 +175,7 @@ def test_worker_shards_are_disjoint_and_cover_the_split():
   dataset = data.build_dataset(
       "mnist5k:0-1", "test", global_batch_size=16, image_size=32,
       training=False, strategy=strategy,
-      input_options=performance.input_options(input_pipeline="per_replica"))
+      input_options=performance.input_options(input_pipeline="per_replica"), architecture="mobilenet_v2")
   seen = [[], []]
   for images, _ in dataset:
     for replica, batch in enumerate(strategy.experimental_local_results(images)):

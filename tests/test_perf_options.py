@@ -126,7 +126,7 @@ def test_prefetch_to_device_input_options_under_a_strategy():
   assert options.experimental_fetch_to_device
   ds = data.build_dataset("mnist5k", "train", global_batch_size=4, image_size=32,
                           training=True, strategy=strategy,
-                          input_options=options)
+                          input_options=options, architecture="mobilenet_v2")
   images, _ = next(iter(ds))
   values = strategy.experimental_local_results(images)
   assert [v.shape[0] for v in values] == [2, 2]

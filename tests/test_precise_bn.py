@@ -156,7 +156,7 @@ def trained_from_scratch():
   base = models.build_backbone("mobilenet_v2", 32, weights=None, alpha=0.35)
   model = patches.apply_patch(base, "full", task="digits", num_classes=5)
   common = dict(global_batch_size=64, image_size=32, seed=0)
-  train_ds = data.build_dataset("mnist5k:0-4", "train", training=True, **common)
+  train_ds = data.build_dataset("mnist5k:0-4", "train", training=True, **common, architecture="mobilenet_v2")
   model.compile(optimizer=keras.optimizers.Adam(2e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
   # shuffle=False: the dataset shuffles itself (Keras warns otherwise).
@@ -168,15 +168,15 @@ def test_precise_bn_matches_direct_statistics_and_beats_moving_averages(
     trained_from_scratch):
   model = trained_from_scratch
   common = dict(global_batch_size=64, image_size=32, seed=0)
-  eval_ds = data.build_dataset("mnist5k:0-4", "test", training=False, **common)
+  eval_ds = data.build_dataset("mnist5k:0-4", "test", training=False, **common, architecture="mobilenet_v2")
   moving = accuracy_lib.evaluate_accuracy(model, eval_ds)["accuracy"]
   # Direct: every training image in one training-mode batch (momentum 0).
   images = np.concatenate([x for x, _ in data.build_dataset(
-      "mnist5k:0-4", "train", training=False, **common)])
+      "mnist5k:0-4", "train", training=False, **common, architecture="mobilenet_v2")])
   calibration.calibrate_batchnorm(model, images)
   direct = accuracy_lib.evaluate_accuracy(model, eval_ds)["accuracy"]
   bn_ds = data.build_dataset("mnist5k:0-4", "train", training=False,
-                             shuffle=True, **common)
+                             shuffle=True, **common, architecture="mobilenet_v2")
   precise_bn.update_bn_stats(model, bn_ds)
   precise = accuracy_lib.evaluate_accuracy(model, eval_ds)["accuracy"]
   assert direct > 0.6, (moving, direct, precise)  # It learned (chance: 0.2).

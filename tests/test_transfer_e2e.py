@@ -11,6 +11,7 @@ from absl import flags
 from absl.testing import flagsaver
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from experiments import config_flags
@@ -49,6 +50,10 @@ def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
   canonical = str(patches.PatchSpec.parse(spec))
   assert results["patch"] == canonical == config["config"]["patch"]
   assert results["steps"] == results["optimizer_steps"] == 2
+  # Which CPU kernels computed the run (they round differently).
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+  assert results["runtime"]["onednn"] is bool(_pywrap_util_port.IsMklEnabled())
+  assert results["runtime"]["tensorflow"] == tf.__version__
   task = results["tasks"]["cifar10"]
   assert task["num_classes"] == 10 and task["examples"] == NUM_EXAMPLES
   assert 0.0 <= task["accuracy"] <= 1.0

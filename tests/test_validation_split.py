@@ -32,7 +32,7 @@ from k4p1.train import optimizers
 def _images_and_labels(info, split, **kwargs):
   """Every (image bytes, label) of an eval pipeline over `split`, in order."""
   ds = data.build_dataset(info, split, global_batch_size=500, image_size=28,
-                          training=False, **kwargs)
+                          training=False, **kwargs, architecture="mobilenet_v2")
   pairs = []
   for images, labels in ds:
     pairs += [(image.tobytes(), int(label))
@@ -123,7 +123,7 @@ def test_folder_split_is_stratified_and_exact(tmp_path):
   again, _ = folder.split_files(info, "validation")
   assert list(again) == list(held_paths)
   ds = data.build_dataset(info, "validation", global_batch_size=4, image_size=32,
-                          training=False)
+                          training=False, architecture="mobilenet_v2")
   assert sum(int(labels.shape[0]) for _, labels in ds) == 9
 
 
@@ -143,7 +143,7 @@ def test_tfds_split_slices_the_training_split():
       info = data.get_dataset_info(name, validation_fraction=0.5)
       assert info.validation_split == "train[50%:]"
       ds = data.build_dataset(info, info.validation_split, global_batch_size=2,
-                              image_size=32, training=False)
+                              image_size=32, training=False, architecture="mobilenet_v2")
       assert next(iter(ds))[0].shape == (2, 32, 32, 3)
 
 

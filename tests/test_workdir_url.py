@@ -131,7 +131,7 @@ def test_folder_dataset_at_a_url_lists_and_decodes():
   assert info.num_classes == 2 and info.class_names == ("cat", "dog")
   batch = next(iter(data.build_dataset(info, info.train_split,
                                        global_batch_size=2, image_size=8,
-                                       training=False)))
+                                       training=False, architecture="mobilenet_v2")))
   assert batch[0].shape == (2, 8, 8, 3)
   assert checks.default_task_name(f"folder:{root}") == "folder_zoo"
 
@@ -251,7 +251,7 @@ def _check_resume_and_patch(runs) -> None:
   task = patches.load_patch(
       base, f"{runs['root']}/runs/transfer/{resumed['patch_file']}")
   evaluation = data.build_dataset("mnist5k:5-9", "test", global_batch_size=50,
-                                  image_size=32, training=False)
+                                  image_size=32, training=False, architecture="mobilenet_v2")
   accuracy = eval_lib.evaluate_accuracy(task, evaluation)["accuracy"]
   assert accuracy == resumed["tasks"][TRANSFER_TASK]["accuracy"]
 

@@ -91,7 +91,7 @@ def split_names(name: str) -> tuple[str, str]:
 
 
 def default_image_size(name: "str | registry.DatasetInfo",
-                       architecture: str = "mobilenet_v2") -> int:
+                       architecture: str) -> int:
   """Returns the input size the paper uses for `name` with `architecture`.
 
   Places365 is 256 px whatever the network; other TFDS datasets and folder

@@ -109,8 +109,8 @@ def build_dataset(name: "str | registry.DatasetInfo",
                   strategy: Optional[tf.distribute.Strategy] = None,
                   data_dir: Optional[os.PathLike] = None,
                   seed: int = 0,
-                  architecture: str = "mobilenet_v2",
                   *,
+                  architecture: str,
                   manual_dir: Optional[os.PathLike] = None,
                   download: bool = True,
                   split_seed: int = 0,
@@ -138,7 +138,9 @@ def build_dataset(name: "str | registry.DatasetInfo",
       for `mnistm5k`, also one holding its photos or generated `.npz`
       (otherwise the per-user cache, see mnistm.py).
     seed: seed of shuffling and augmentation.
-    architecture: selects `preprocess_input` (see preprocess.ARCHITECTURE_PREPROCESS).
+    architecture: the backbone's name: selects `preprocess_input` (see
+      preprocess.ARCHITECTURE_PREPROCESS); required, as a network's input
+      preprocessing must never be guessed.
     manual_dir: TFDS manual directory for datasets downloaded by hand.
     download: whether a TFDS dataset that is not prepared may be downloaded
       and prepared (only tried when its files or hosts are reachable).

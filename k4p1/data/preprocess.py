@@ -107,7 +107,7 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def train_image(image: tf.Tensor, image_size: int, seed: tf.Tensor,
-                architecture: str = "mobilenet_v2",
+                architecture: str,
                 augmentation: registry.Augmentation = registry.INCEPTION_AUGMENTATION
                 ) -> tf.Tensor:
   """Training preprocessing: random sized crop, flip, resize, RGB, preprocess_input.
@@ -133,8 +133,7 @@ def train_image(image: tf.Tensor, image_size: int, seed: tf.Tensor,
   return preprocess_input(image)
 
 
-def eval_image(image: tf.Tensor, image_size: int,
-               architecture: str = "mobilenet_v2",
+def eval_image(image: tf.Tensor, image_size: int, architecture: str,
                crop_fraction: float = 0.875) -> tf.Tensor:
   """Eval preprocessing: central crop, resize, RGB, preprocess_input.
 

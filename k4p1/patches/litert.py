@@ -24,7 +24,6 @@ patches are exported baked (`gates.bake`): each open gate's residual is added
 into its kernel."""
 
 import json
-import os
 import tempfile
 import warnings
 
@@ -35,15 +34,20 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
 from k4p1 import atomic
-from k4p1 import paths
 from k4p1.core.choices import TFLITE_QUANTIZATIONS as QUANTIZATIONS
-from k4p1.patches import inject
-from k4p1.patches import serving
 from k4p1.patches import gates
+from k4p1.patches import inject
+from k4p1.patches import litert_run
+from k4p1.patches import serving
 
-SIGNATURE, FORMAT = "serve", "k4p1.litert/1"
-METADATA_NAME = "k4p1"  # Name of the JSON record in the flatbuffer's metadata.
+SIGNATURE, FORMAT = litert_run.SIGNATURE, "k4p1.litert/1"
+METADATA_NAME = litert_run.METADATA_NAME
 PAD_LOGIT = serving.PAD_LOGIT
+# Reading and running the files (re-exported: `litert.run(...)`).
+read_metadata = litert_run.read_metadata
+interpreter_class = litert_run.interpreter_class
+LiteRTModel = litert_run.LiteRTModel
+run = litert_run.run
 _CALIBRATION_BATCH = 8
 
 
@@ -324,77 +328,3 @@ def _with_metadata(blob: bytes, metadata: dict) -> bytes:
   entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
   model.metadata = list(model.metadata or []) + [entry]
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def read_metadata(path_or_bytes) -> dict:
-  """The JSON record `export_task` / `export_multitask` wrote into a file.
-
-  Raises:
-    ValueError: the file has no k4p1 record (not written by this module).
-  """
-  blob, name = path_or_bytes, "The model"
-  if not isinstance(blob, (bytes, bytearray)):
-    name, blob = os.fspath(blob), paths.read_bytes(blob)
-  model = schema.Model.GetRootAs(blob, 0)
-  for i in range(model.MetadataLength()):
-    entry = model.Metadata(i)
-    if entry.Name() == METADATA_NAME.encode():
-      return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
-  raise ValueError(f"{name} has no {METADATA_NAME!r} metadata: it was not "
-                   "written by k4p1.patches.litert.")
-
-
-def interpreter_class():
-  """LiteRT's `Interpreter` (ai-edge-litert) if installed, else `tf.lite`'s."""
-  try:
-    from ai_edge_litert import interpreter as litert_interpreter  # pylint: disable=g-import-not-at-top
-    return litert_interpreter.Interpreter
-  except ImportError:
-    return tf.lite.Interpreter
-
-
-class LiteRTModel:
-  """A file of this module in an interpreter; `metadata`: its record, `tasks`."""
-
-  def __init__(self, path: str, num_threads: int | None = None):
-    blob = paths.read_bytes(path)
-    self.path, self.metadata = path, read_metadata(blob)
-    self.tasks = list(self.metadata["tasks"])
-    with warnings.catch_warnings():  # tf.lite's, when LiteRT is not installed.
-      warnings.filterwarnings("ignore", "(?s).*tf.lite.Interpreter is deprecated")
-      self._interpreter = interpreter_class()(model_content=blob,
-                                              num_threads=num_threads)
-    self._runner = self._interpreter.get_signature_runner(SIGNATURE)
-
-  def task_id(self, task=None) -> int:
-    """The id of `task` (a name or an id; None in a one-task file)."""
-    if task is None and len(self.tasks) == 1:
-      return 0
-    if isinstance(task, (int, np.integer)) and 0 <= task < len(self.tasks):
-      return int(task)
-    if task in self.tasks:
-      return self.tasks.index(task)
-    raise ValueError(f"Unknown task {task!r} for {self.path}; valid choices: "
-                     f"{', '.join(self.tasks)} (or ids 0-{len(self.tasks) - 1}).")
-
-  def predict(self, images, task=None, batch_size: int = 32) -> np.ndarray:
-    """The task's logits [N, its classes] for preprocessed images [N, H, W, 3]."""
-    task_id = self.task_id(task)
-    images = np.asarray(images, np.float32)
-    height, width = self.metadata["image_size"]
-    if images.ndim != 4 or images.shape[1:] != (height, width, 3):
-      raise ValueError(f"images have shape {images.shape}; {self.path} takes "
-                       f"[N, {height}, {width}, 3].")
-    classes = self.metadata["num_classes"][task_id]
-    outputs = [np.zeros((0, classes), np.float32)]
-    for start in range(0, len(images), batch_size):
-      inputs = {"images": images[start:start + batch_size]}
-      if self.metadata["task_id_input"]:
-        inputs["task_id"] = np.array(task_id, np.int32)
-      outputs.append(self._runner(**inputs)["logits"][:, :classes])
-    return np.concatenate(outputs)
-
-
-def run(path: str, images, task=None, batch_size: int = 32) -> np.ndarray:
-  """`LiteRTModel(path).predict(...)`: one task's logits for preprocessed images."""
-  return LiteRTModel(path).predict(images, task, batch_size)

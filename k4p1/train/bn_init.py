@@ -42,7 +42,7 @@ replicas and workers in float64, assigned in cross-replica context.
 
 import collections
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -129,33 +129,35 @@ def initialize(pairs: Sequence, strategy: Optional[tf.distribute.Strategy] = Non
   return dict(record, seconds=round(time.perf_counter() - began, 3))
 
 
-def for_run(tasks: Sequence, *, method: str, num_batches: int,
-            **dataset_args) -> dict:
-  """`bn_init` of a training run's trained tasks, logged.
+def for_run(models: Sequence, *, method: str,
+            samples: Callable[[int], list],
+            strategy: Optional[tf.distribute.Strategy] = None,
+            num_batches: int = 0) -> dict:
+  """`bn_init` of a training run's trained task models, logged.
 
   Args:
-    tasks: (model, dataset, training split, image size) per trained task, as
-      `precise_bn.for_run` takes them.
+    models: the trained task models.
     method: "preserve" or "copy" (nothing to do).
+    samples: num_batches -> (model, statistics sample) pairs of the models
+      with a training-mode BN layer (`inputs.samples`); called only for
+      "preserve".
+    strategy: the strategy the samples are distributed with.
     num_batches: statistics batches per task (0: `DEFAULT_NUM_BATCHES`).
-    **dataset_args: `precise_bn.for_run`'s data arguments (global batch size,
-      strategy, data_dir, seed, architecture, input_options).
 
   Returns:
     The record (see `initialize`); with "copy", {"method": "copy", "layers":
     the training-mode BN layers left at the base's values}; with no
     training-mode BN layer, {"method": "preserve", "layers": 0}.
   """
-  layers = precise_bn.training_mode_bn_layers([t[0] for t in tasks])
+  layers = precise_bn.training_mode_bn_layers(models)
   if method == COPY or not layers:
     record = {"method": method, "layers": 0 if method == PRESERVE else len(layers)}
-    for model, *_ in tasks:
+    for model in models:
       patches.set_bn_init(model, record)
     return record
-  pairs = precise_bn.training_pairs(
-      tasks, num_batches=num_batches or DEFAULT_NUM_BATCHES, **dataset_args)
   # The samples are finite (`num_batches` each): no limit in the pass.
-  record = initialize(pairs, dataset_args.get("strategy"), num_batches=None)
+  record = initialize(samples(num_batches or DEFAULT_NUM_BATCHES), strategy,
+                      num_batches=None)
   logging.info("bn_init=preserve: %d BN layers start as the base's function "
                "under the task's statistics (%d exact, %d mean only, %d scale "
                "only; %d shared by several tasks) from %d batches (%.1f s).",

@@ -1,7 +1,7 @@
 """Evaluation during and after a run: BN statistics first, then every task.
 
 `Evaluator(step)` sets the BN statistics the run evaluates and saves with
-(PreciseBN over the trained tasks' training data, `precise_bn.for_run`),
+(PreciseBN over the trained tasks' training data, `inputs.samples`),
 computes each task's accuracy on its eval split, logs it and writes it to
 TensorBoard. One task: `eval/accuracy`; K tasks: `eval/<task>/accuracy` for
 each and their mean as `eval/accuracy`. With `validation_fraction`, the same
@@ -14,29 +14,10 @@ from typing import Callable
 from absl import logging
 import numpy as np
 
-from k4p1 import data
 from k4p1 import eval as eval_lib
 from k4p1.train import fused_batch_norm
-from k4p1.train import performance
+from k4p1.train import inputs
 from k4p1.train import precise_bn
-
-
-def training_sample_args(plan, task_models, strategy) -> tuple:
-  """What a statistics pass over the trained tasks' training data reads.
-
-  Returns:
-    ((model, dataset, training split, image size) per trained task, the data
-    keyword arguments of `precise_bn.for_run` and `training_pairs`).
-  """
-  config = plan.config
-  trained = [(model, task.dataset, task.dataset.train_split, task.image_size)
-             for task, model in zip(plan.tasks, task_models) if task.trained]
-  options = None
-  if config.input_pipeline != "per_worker":
-    options = performance.input_options(False, config.input_pipeline, strategy)
-  return trained, dict(global_batch_size=config.batch_size, strategy=strategy,
-                       data_dir=config.data_dir, seed=config.seed,
-                       architecture=config.model, input_options=options)
 
 
 def bn_statistics_updater(plan, task_models, strategy) -> Callable[[], dict]:
@@ -48,11 +29,12 @@ def bn_statistics_updater(plan, task_models, strategy) -> Callable[[], dict]:
   nothing and says where the statistics come from.
   """
   config = plan.config
-  trained, data_args = training_sample_args(plan, task_models, strategy)
-  precise = precise_bn.for_run(
-      trained, num_batches=config.precise_bn_batches, **data_args)
+  trained = [m for t, m in zip(plan.tasks, task_models) if t.trained]
+  pairs = (inputs.samples(plan.tasks, task_models, config.precise_bn_batches,
+                          strategy) if config.precise_bn_batches else [])
+  precise = precise_bn.PreciseBatchNorm(pairs, strategy) if pairs else None
   if precise is None:
-    layers = precise_bn.training_mode_bn_layers([t[0] for t in trained])
+    layers = precise_bn.training_mode_bn_layers(trained)
     record = ({"method": "moving_average", "layers": len(layers),
                "momentum": config.bn_momentum} if layers
               else {"method": "none", "layers": 0})
@@ -81,7 +63,6 @@ class Evaluator:
   """
 
   def __init__(self, plan, task_models, strategy, write_scalars: Callable):
-    config = plan.config
     self._tasks = plan.tasks
     self._write = write_scalars
     self._refresh_bn = bn_statistics_updater(plan, task_models, strategy)
@@ -89,11 +70,8 @@ class Evaluator:
     def accuracy_fn(task, model, split):
       if split is None:
         return None
-      return eval_lib.make_accuracy_fn(model, data.build_dataset(
-          task.dataset, split, global_batch_size=config.batch_size,
-          image_size=task.image_size, training=False, strategy=strategy,
-          data_dir=config.data_dir, seed=config.seed,
-          architecture=config.model), strategy,
+      return eval_lib.make_accuracy_fn(
+          model, task.input.evaluation(split, strategy), strategy,
           # Fused inference BN: the `inference` benchmark's forward pass.
           trace_context=fused_batch_norm.fused_batch_norm)
 

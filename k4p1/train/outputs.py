@@ -19,7 +19,6 @@ import hashlib
 import numpy as np
 
 from k4p1 import atomic
-from k4p1 import data
 from k4p1 import patches
 from k4p1 import paths
 from k4p1 import workdir as workdir_lib
@@ -86,7 +85,7 @@ def _write_tflite(plan, task_models) -> dict:
   if plan.policy.tflite == "task":
     task = plan.tasks[0]
     path = workdir_lib.tflite_path(config.workdir, task.model_name)
-    calibration = (_calibration_images(plan, task)
+    calibration = (task.input.calibration_images(CALIBRATION_IMAGES)
                    if quantization == "int8" else None)
     litert.export_task(task_models[0], path, quantization, calibration,
                        task.image_size)
@@ -97,17 +96,6 @@ def _write_tflite(plan, task_models) -> dict:
   return {"tflite_file": paths.relative(path, plan.run_dir),
           "tflite_file_bytes": paths.size(path),
           "tflite_quantization": quantization}
-
-
-def _calibration_images(plan, task) -> np.ndarray:
-  """`CALIBRATION_IMAGES` shuffled training images (no augmentation)."""
-  config, batch = plan.config, 32
-  dataset = data.build_dataset(
-      task.dataset, task.dataset.train_split, global_batch_size=batch,
-      image_size=task.image_size, training=False, data_dir=config.data_dir,
-      seed=config.seed, architecture=config.model, shuffle=True,
-      max_batches=-(-CALIBRATION_IMAGES // batch))
-  return np.concatenate([images.numpy() for images, _ in dataset])
 
 
 def _save_patches(plan, task_models) -> list:

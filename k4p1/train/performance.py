@@ -7,6 +7,8 @@ optimizer = performance.wrap_optimizer(optimizer, "mixed_float16")  # loss scali
 ```
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -25,6 +27,31 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
   keras.utils.set_random_seed(seed)
   if deterministic:
     tf.config.experimental.enable_op_determinism()
+
+
+def runtime() -> dict:
+  """TensorFlow's version and CPU kernels in this process (results.json's).
+
+  TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with
+  AVX-512 VNNI/BF16 or AMX, and `TF_ENABLE_ONEDNN_OPTS` overrides that at
+  import; they round differently from the Eigen kernels, so a run records
+  which ones computed it. k4p1 keeps TensorFlow's choice (BUILD_NOTES.md,
+  "Training speed": oneDNN is faster in every training step measured, slower
+  in PreciseBN's pass at 64-96 px).
+
+  Returns:
+    {"tensorflow": version, "keras": version, "onednn": whether oneDNN
+    kernels are on (None: this TensorFlow does not say),
+    "TF_ENABLE_ONEDNN_OPTS": the variable as set, or None}.
+  """
+  try:  # TensorFlow's own flag; no public API reads it.
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+    onednn = bool(_pywrap_util_port.IsMklEnabled())
+  except (ImportError, AttributeError):
+    onednn = None
+  return {"tensorflow": tf.__version__, "keras": keras.__version__,
+          "onednn": onednn,
+          "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 
 
 def has_accelerator() -> bool:

@@ -27,6 +27,7 @@ from k4p1 import workdir as workdir_lib
 from k4p1.core import run_kinds
 from k4p1.train import checks
 from k4p1.train import config as config_lib
+from k4p1.train import inputs as inputs_lib
 from k4p1.train import performance
 
 model_task_name = checks.model_task_name
@@ -47,12 +48,15 @@ class TaskPlan:
     image_size: its input size.
     trained: whether this run trains it (sequential: only the new tasks).
     patch_file: an earlier task's patch (sequential runs), else None.
+    input: how the run reads its data (every pipeline of the task); set by
+      `resolve`.
   """
   name: str
   dataset: data.DatasetInfo
   image_size: int
   trained: bool = True
   patch_file: Optional[str] = None
+  input: Optional[inputs_lib.TaskInput] = None
 
   @property
   def model_name(self) -> str:
@@ -209,6 +213,8 @@ def resolve(config: config_lib.RunConfig) -> RunPlan:
   checks.check_task_names([t.name for t in tasks])
   _check_data_fields(config, tasks)
   config = _fill_defaults(config, tasks)
+  tasks = [dataclasses.replace(t, input=_task_input(config, arch, t))
+           for t in tasks]
   run_dir = config.workdir
   if config.sequential:
     run_dir = workdir_lib.sequential_run_dir(
@@ -216,6 +222,14 @@ def resolve(config: config_lib.RunConfig) -> RunPlan:
   if run_kinds.policy(config.experiment).shared_head:
     spec = patches.PatchSpec(spec.kinds - {"logits"})
   return RunPlan(config, spec, arch, tuple(tasks), run_dir, manifest)
+
+
+def _task_input(config, arch, task: TaskPlan) -> inputs_lib.TaskInput:
+  return inputs_lib.TaskInput(
+      task.dataset, task.image_size, arch, batch_size=config.batch_size,
+      data_dir=config.data_dir, seed=config.seed,
+      prefetch_to_device=config.prefetch_to_device,
+      input_pipeline=config.input_pipeline)
 
 
 def _new_tasks(config, arch) -> list:

@@ -39,7 +39,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from k4p1 import data
 from k4p1 import patches
 from k4p1 import tracing
 from k4p1.patches import layers as patch_layers
@@ -309,57 +308,6 @@ class PreciseBatchNorm:
     for model in self.models:
       patches.set_bn_statistics(model, record)
     return record
-
-
-def for_run(tasks: Sequence, *, num_batches: int, global_batch_size: int,
-            strategy: Optional[tf.distribute.Strategy] = None, data_dir=None,
-            seed: int = 0, architecture: str = "mobilenet_v2",
-            input_options: Optional[tf.distribute.InputOptions] = None,
-            training: bool = True) -> Optional[PreciseBatchNorm]:
-  """The `PreciseBatchNorm` of a training run (None when there is nothing to do).
-
-  Args:
-    tasks: (model, dataset name or `DatasetInfo`, training split, image
-      size) per trained task.
-    num_batches: batches of each training split (0: PreciseBN off).
-    global_batch_size: the training batch (per task): each replica's batch
-      then normalises like a training batch.
-    strategy, data_dir, seed, architecture, input_options: as
-      `k4p1.data.build_dataset` (the batches' composition shapes the inputs
-      of deeper training-mode BN layers: read the data as training does).
-    training: as `PreciseBatchNorm`.
-
-  Returns:
-    None if `num_batches` is 0 or no model has a training-mode BN layer.
-  """
-  if not num_batches:
-    return None
-  pairs = training_pairs(tasks, num_batches=num_batches,
-                         global_batch_size=global_batch_size, strategy=strategy,
-                         data_dir=data_dir, seed=seed, architecture=architecture,
-                         input_options=input_options)
-  return PreciseBatchNorm(pairs, strategy, training=training) if pairs else None
-
-
-def training_pairs(tasks: Sequence, *, num_batches: int, global_batch_size: int,
-                   strategy: Optional[tf.distribute.Strategy] = None,
-                   data_dir=None, seed: int = 0, architecture: str = "mobilenet_v2",
-                   input_options: Optional[tf.distribute.InputOptions] = None
-                   ) -> list:
-  """(model, sample of its training split) for each task with training-mode BN.
-
-  Arguments as `for_run`; the sample is `num_batches` shuffled batches of
-  training images with evaluation preprocessing.
-  """
-  pairs = []
-  for model, name, split, image_size in tasks:
-    if training_mode_bn_layers([model]):
-      pairs.append((model, data.build_dataset(
-          name, split, global_batch_size=global_batch_size,
-          image_size=image_size, training=False, strategy=strategy,
-          data_dir=data_dir, seed=seed, architecture=architecture,
-          shuffle=True, max_batches=num_batches, input_options=input_options)))
-  return pairs
 
 
 def update_bn_stats(models, datasets, num_batches: Optional[int] = DEFAULT_NUM_BATCHES,

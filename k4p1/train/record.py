@@ -11,6 +11,7 @@ from typing import Optional
 import k4p1
 from k4p1 import patches
 from k4p1 import paths
+from k4p1.train import performance
 from k4p1.train import taps
 
 
@@ -94,6 +95,7 @@ def results(plan, *, tasks: dict, bn_init: dict, bn_statistics: dict,
       "images_per_sec": training.images_per_sec,
       "strategy": {"name": config.strategy, "replicas": training.replicas},
       "k4p1_version": k4p1.__version__,
+      "runtime": performance.runtime(),
       "command": command,
       "config": config.to_dict(),
   }

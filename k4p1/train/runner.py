@@ -40,6 +40,7 @@ from k4p1.train import build
 from k4p1.train import config as config_lib
 from k4p1.train import evaluation
 from k4p1.train import features_cache
+from k4p1.train import inputs
 from k4p1.train import loop
 from k4p1.train import optimizers
 from k4p1.train import outputs
@@ -128,6 +129,13 @@ class _Run:
                  "Resuming" if resuming else "Starting", plan.experiment,
                  config.model, [t.name for t in plan.tasks], config.patch,
                  plan.run_dir)
+    runtime = performance.runtime()
+    logging.info("TensorFlow %s, CPU kernels: oneDNN %s (%s).",
+                 runtime["tensorflow"],
+                 {True: "on", False: "off", None: "unknown"}[runtime["onednn"]],
+                 "TF_ENABLE_ONEDNN_OPTS=" + runtime["TF_ENABLE_ONEDNN_OPTS"]
+                 if runtime["TF_ENABLE_ONEDNN_OPTS"] is not None
+                 else "TensorFlow's default for this CPU")
     performance.seed_everything(config.seed, config.deterministic)
     trained = plan.trained_tasks
     epoch_steps = [optimizers.steps_per_epoch(plan_lib.train_examples(t.dataset),
@@ -169,36 +177,27 @@ class _Run:
       for model in self.trained_models:
         patches.set_bn_init(model, record)
       return record
-    tasks, data_args = evaluation.training_sample_args(
-        plan, self.models.task_models, self.strategy)
-    return bn_init.for_run(tasks, method=plan.bn_init,
-                           num_batches=plan.config.precise_bn_batches,
-                           **data_args)
+    return bn_init.for_run(
+        self.trained_models, method=plan.bn_init, strategy=self.strategy,
+        num_batches=plan.config.precise_bn_batches,
+        samples=lambda n: inputs.samples(plan.tasks, self.models.task_models,
+                                         n, self.strategy))
 
   def _train_tasks(self) -> list:
     """The trained tasks as `loop.TrainTask`s, with their training data."""
     config, tasks = self.plan.config, []
     for task, model in zip(self.plan.trained_tasks, self.trained_models):
-      args = dict(global_batch_size=config.batch_size, image_size=task.image_size,
-                  data_dir=config.data_dir, seed=config.seed,
-                  architecture=config.model)
       if config.cache_features:
         # Only the head trains: compute the backbone's features once per image
         # (no augmentation) and train the head (same layer objects) on them.
         feature_model, model = features_cache.split_logits_model(model)
-        source = data.build_dataset(task.dataset, task.dataset.train_split,
-                                    training=False, **args)
-        features, labels = features_cache.extract_features(feature_model, source)
+        features, labels = features_cache.extract_features(
+            feature_model, task.input.features_source())
         dataset = features_cache.cached_dataset(
             features, labels, config.batch_size, config.seed, self.strategy)
         logging.info("Cached %d feature vectors of %s.", len(labels), task.name)
       else:
-        dataset = data.build_dataset(
-            task.dataset, task.dataset.train_split, training=True,
-            strategy=self.strategy,
-            input_options=performance.input_options(
-                config.prefetch_to_device, config.input_pipeline, self.strategy),
-            **args)
+        dataset = task.input.training(self.strategy)
       tasks.append(loop.TrainTask(task.name, model, task.num_classes, dataset,
                                   config.batch_size))
     return tasks
