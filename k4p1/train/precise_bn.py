@@ -175,10 +175,6 @@ class PreciseBatchNorm:
     self._traced = []
     self._passes = [(self._make_pass(model), dataset) for model, dataset in pairs]
 
-  def tracing_count(self) -> int:
-    """How many times the passes were traced (one per model when reused)."""
-    return sum(f.experimental_get_tracing_count() for f in self._traced)
-
   def _make_pass(self, model):
     targets = training_mode_bn_layers([model])
     index = {id(layer): i for i, layer in enumerate(self.layers)}
