@@ -200,9 +200,32 @@ def test_tf_config_errors_name_the_variable_and_an_example(value, fragment):
 
 
 def test_local_cluster_sets_its_own_strategy_and_free_ports(capsys):
-  assert local_cluster.main(["local_cluster", "--", "--strategy=mirrored"]) == 1
+  with pytest.raises(SystemExit) as exit_info:
+    local_cluster.main(["local_cluster", "--", "--strategy=mirrored"])
+  assert exit_info.value.code == 1
   assert "sets --strategy=multi_worker itself" in capsys.readouterr().err
   configs = [json.loads(c) for c in local_cluster.tf_configs(3)]
   workers = configs[0]["cluster"]["worker"]
   assert len(set(workers)) == 3 and all(w.startswith("127.0.0.1:") for w in workers)
   assert [c["task"]["index"] for c in configs] == [0, 1, 2]
+
+
+def test_multi_worker_after_other_tensorflow_work_names_the_fix(tmp_path):
+  # In a fresh process: building the strategy configures collectives, which
+  # must not happen in the test process.
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("import tensorflow as tf\n"
+          "from k4p1.train import strategy\n"
+          "tf.constant(1.0) + 1\n"
+          "try:\n"
+          "  strategy.build_strategy('multi_worker')\n"
+          "except RuntimeError as e:\n"
+          "  print('ERROR', e)\n")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=json.dumps(
+      {"cluster": {"worker": ["127.0.0.1:1"]},
+       "task": {"type": "worker", "index": 0}}))
+  out = subprocess.run([sys.executable, "-c", code], env=env, text=True,
+                       capture_output=True, timeout=300, check=True).stdout
+  assert "ERROR The multi_worker strategy must be built before any other" in out
+  assert "train.run(config, strategy=...)" in out

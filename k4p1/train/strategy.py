@@ -11,7 +11,6 @@ from typing import Optional
 
 from absl import logging
 import tensorflow as tf
-from tensorflow.python.eager import context as context_lib  # pylint: disable=g-direct-tensorflow-import
 
 from k4p1.core import choices
 
@@ -118,14 +117,15 @@ def build_strategy(name: str,
         devices=devices, cross_device_ops=cross_device_ops)
   elif name == "multi_worker":
     check_tf_config(os.environ.get("TF_CONFIG"))
-    if context_lib.context()._initialized:  # pylint: disable=protected-access
+    try:
+      strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as e:  # "Collective ops must be configured at ..."
       raise RuntimeError(
           "The multi_worker strategy must be built before any other "
           "TensorFlow work in the process (TensorFlow configures collective "
           "ops at start-up): build it first with "
           "k4p1.train.build_strategy('multi_worker') and pass it to "
-          "train.run(config, strategy=...).")
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+          f"train.run(config, strategy=...). TensorFlow said: {e}") from e
   else:
     address = "" if tpu_address in (None, "local") else tpu_address
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
