@@ -33,6 +33,7 @@ setuptools.setup(
         "tensorboard",
         "numpy",
         "h5py",
+        "safetensors",   # patch files any tool reads (k4p1.patches.patch_files)
         "scikit-learn",  # ships the `digits` dataset used offline
         "matplotlib",    # plots written by `experiments.make_tables`
         # The LiteRT interpreter (k4p1.patches.litert; tf.lite.Interpreter is

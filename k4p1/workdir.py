@@ -5,7 +5,7 @@
 <workdir>/results.json         final metrics, parameter counts, timings
 <workdir>/checkpoints/         tf.train.CheckpointManager
 <workdir>/tensorboard/         summaries
-<workdir>/patches/<task>.k4p1  one patch per task
+<workdir>/patches/<task>.safetensors  one patch per task (`.k4p1`: older runs)
 <workdir>/patches/shared_head.npz   multires: the head every size shares
 <workdir>/backbone.weights.h5  multi-task and pretrain runs: the base
 <workdir>/tasks.json           multi-task runs: the tasks in task-id order
@@ -32,7 +32,7 @@ RESULTS_FILE = "results.json"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 PATCH_DIR = "patches"
-PATCH_EXTENSION = ".k4p1"
+PATCH_EXTENSION = ".safetensors"
 BACKBONE_FILE = "backbone.weights.h5"
 MANIFEST_FILE = "tasks.json"
 EXPORT_DIR = "export"

@@ -49,7 +49,7 @@ def test_demo_pretrains_then_trains_each_patch(tmp_path):
     assert results["bn_statistics"]["method"] == (
         "precise_bn" if "scale_bias" in run else "none")
     assert row["trained_params"] == results["params"]["patch_trainable"]
-    patch_file = workdir / run / "patches" / "mnist5k_5-9.k4p1"
+    patch_file = workdir / run / "patches" / "mnist5k_5-9.safetensors"
     assert row["patch_bytes"] == patch_file.stat().st_size
     assert list((workdir / run / "tensorboard").iterdir())
     assert f"| {row['patch']} | {row['accuracy']:.3f} |" in printed

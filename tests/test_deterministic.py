@@ -29,7 +29,7 @@ def run_transfer(workdir):
                         text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
-  return results, (workdir / "patches" / "mnist5k_5-9.k4p1").read_bytes()
+  return results, (workdir / "patches" / "mnist5k_5-9.safetensors").read_bytes()
 
 
 @pytest.mark.slow

@@ -213,7 +213,7 @@ def test_transfer_run_writes_a_tflite_file_of_its_model(tmp_path):
   assert results["tflite_file_bytes"] == path.stat().st_size
   assert json.loads((workdir / "results.json").read_text())["tflite_quantization"] == "none"
   fresh = models.build_backbone("mobilenet_v2", 32, weights=weights, alpha=0.35)
-  model = patches.load_patch(fresh, str(workdir / "patches" / "mnist5k_0-2.k4p1"))
+  model = patches.load_patch(fresh, str(workdir / "patches" / "mnist5k_0-2.safetensors"))
   x = images(4, seed=9)
   assert_close(litert.run(str(path), x), keras_logits(model, x))
 

@@ -115,8 +115,8 @@ def test_two_workers_multitask_match_a_mirrored_run_and_only_the_chief_writes(tm
       **dict(COMMON, weights=None), **settings))
   assert mirrored["strategy"]["replicas"] == 2
   for name in ("mnist5k_0-1", "mnist5k_2-3"):
-    ours = _patch_arrays(run / "patches" / f"{name}.k4p1")
-    theirs = _patch_arrays(tmp_path / "mirrored" / "patches" / f"{name}.k4p1")
+    ours = _patch_arrays(run / "patches" / f"{name}.safetensors")
+    theirs = _patch_arrays(tmp_path / "mirrored" / "patches" / f"{name}.safetensors")
     assert set(ours) == set(theirs)
     for key in ours:  # Same data per replica; only summation order differs.
       np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-3, atol=1e-4,
@@ -163,7 +163,7 @@ def test_killed_job_resumes_and_preempted_job_loses_no_step(tmp_path):
   assert results["strategy"] == {"name": "multi_worker", "replicas": 2}
   backbone = models.build_backbone("mobilenet_v2", 32, weights=None, alpha=0.35)
   # The run's base is random (weights none): load onto another random base.
-  task = patches.load_patch(backbone, str(run / "patches" / "mnist5k_0-4.k4p1"),
+  task = patches.load_patch(backbone, str(run / "patches" / "mnist5k_0-4.safetensors"),
                             strict=False)
   assert task(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 5)
 

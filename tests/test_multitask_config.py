@@ -119,7 +119,7 @@ def test_multires_run_shares_one_head_and_resumes(tmp_path):
   assert first["bn_statistics"]["method"] == "precise_bn"
   assert first["bn_statistics"]["layers"] == 2 * 52
   for name in ("digits_32", "digits_40"):
-    spec, arrays = patches.read_patch_file(str(tmp_path / "mr" / "patches" / f"{name}.k4p1"))
+    spec, arrays = patches.read_patch_file(str(tmp_path / "mr" / "patches" / f"{name}.safetensors"))
     assert not spec["has_head"] and not any(k.startswith("logits/") for k in arrays)
     assert spec["bn_statistics"]["method"] == "precise_bn"
   # The head is counted once in the system, once per model when separate.

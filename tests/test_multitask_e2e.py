@@ -104,7 +104,7 @@ def test_frozen_multitask_run_writes_every_task_and_the_price(env, frozen_run):
   base_total = sum(int(np.prod(w.shape)) for w in base.weights)
   stored = 0
   for name in names:
-    _, arrays = patches.read_patch_file(str(workdir / "patches" / f"{name}.k4p1"))
+    _, arrays = patches.read_patch_file(str(workdir / "patches" / f"{name}.safetensors"))
     stored += sum(int(np.prod(a.shape)) for a in arrays.values())
   patched_base_layers = stored - sum(1281 * c for c in CLASSES.values())
   assert results["params"]["patch_stored"] == stored
@@ -135,7 +135,7 @@ def test_frozen_shared_variables_are_bit_identical_and_patches_moved(env, frozen
   assert all(np.array_equal(a, b) for a, b in zip(before, after))
   original = fresh_base(env["weights"])
   for name in DATASETS:
-    path = str(workdir / "patches" / f"{name}.k4p1")
+    path = str(workdir / "patches" / f"{name}.safetensors")
     patches.load_patch(original, path, strict=True)  # Same shared bytes.
     assert bn_arrays_moved(path, original), name
 
@@ -178,7 +178,7 @@ def test_sequential_task_leaves_earlier_tasks_bit_identical(env, frozen_run):
   earlier = tf.saved_model.load(str(workdir / "export"))  # Kept alive: it owns
   before = earlier.serve(tf.constant(images), tf.constant(ids)).numpy()  # its variables.
   hashes = {p: sha(workdir / p) for p in
-            ["backbone.weights.h5"] + [f"patches/{d}.k4p1" for d in DATASETS]}
+            ["backbone.weights.h5"] + [f"patches/{d}.safetensors" for d in DATASETS]}
   shutil.copytree(workdir / "export", workdir.parent / "export_before")
 
   multitask_results = (workdir / "results.json").read_text()
@@ -224,7 +224,7 @@ def test_trained_shared_base_moves_with_every_patch(env):
   assert any(not np.array_equal(a, b) for a, b in zip(before, after))
   original = fresh_base(env["weights"])
   for name in DATASETS:
-    path = str(workdir / "patches" / f"{name}.k4p1")
+    path = str(workdir / "patches" / f"{name}.safetensors")
     assert bn_arrays_moved(path, original), name
     with pytest.raises(patches.PatchMismatchError):
       patches.load_patch(original, path)  # The shared weights changed.

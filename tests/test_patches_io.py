@@ -4,12 +4,15 @@ import gc
 import io
 import json
 import os
+import pathlib
 import weakref
 import zipfile
 
 import keras
 import numpy as np
 import pytest
+import safetensors
+import safetensors.numpy
 
 from k4p1 import atomic
 from k4p1 import models
@@ -17,6 +20,7 @@ from k4p1 import patches
 from test_patches_core import images
 from test_patches_core import tiny_base
 from test_patches_core import train_steps
+from helpers import legacy_patch
 
 
 def fresh_copy(base):
@@ -39,7 +43,7 @@ def test_round_trip_on_fresh_base_is_bit_identical(tmp_path, spec, bn_stats):
   task = patches.apply_patch(base, spec, task="t", num_classes=3, bn_stats=bn_stats)
   x = images()
   train_steps(task, x, np.arange(8) % 3)
-  path = str(tmp_path / "t.k4p1")
+  path = str(tmp_path / "t.safetensors")
   patches.save_patch(task, path)
 
   loaded = patches.load_patch(fresh_copy(base), path)
@@ -48,26 +52,67 @@ def test_round_trip_on_fresh_base_is_bit_identical(tmp_path, spec, bn_stats):
   assert str(patches.patch_info(loaded).spec) == str(patches.patch_info(task).spec)
   assert patches.patch_info(loaded).bn_stats == bn_stats
   assert patches.count_params(loaded) == patches.count_params(task)
-  assert [p.name for p in tmp_path.iterdir()] == ["t.k4p1"]  # No temp files left.
+  assert [p.name for p in tmp_path.iterdir()] == ["t.safetensors"]  # No temp files left.
 
 
-def test_patch_holds_only_the_patch_and_no_pickle(tmp_path):
+def test_patch_is_a_safetensors_file_any_reader_opens(tmp_path):
   base = tiny_base()
   task = patches.apply_patch(base, "scale_bias+logits", task="t", num_classes=3)
-  path = tmp_path / "t.k4p1"
+  path = tmp_path / "t.safetensors"
   patches.save_patch(task, str(path))
-  with zipfile.ZipFile(path) as z:
-    assert sorted(z.namelist()) == ["spec.json", "weights.npz"]
-    spec = json.loads(z.read("spec.json"))
-    with np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False) as npz:
-      keys = set(npz.files)
-      assert all(npz[k].dtype != object for k in keys)
+  # Nothing of k4p1 needed: the safetensors package alone.
+  arrays = safetensors.numpy.load_file(str(path))
+  with safetensors.safe_open(str(path), framework="np") as f:
+    metadata = f.metadata()
+  keys = set(arrays)
   assert keys == set(patches.named_patch_variables(task))
   assert {"bn_Conv1/gamma", "bn_Conv1/moving_mean", "logits/kernel"} <= keys
-  assert not any(k.startswith("Conv1/") for k in keys)
+  assert not any(k.startswith("Conv1/") for k in keys)  # Never the base.
+  for key, variable in patches.named_patch_variables(task).items():
+    np.testing.assert_array_equal(arrays[key], variable.numpy())
+  spec = json.loads(metadata["k4p1"])
+  assert metadata["format"] == "k4p1.patch" and metadata["format_version"] == "2"
+  assert metadata["task"] == spec["task"] == "t"
+  assert metadata["base_fingerprint"] == spec["base_fingerprint"]
   assert spec["spec"] == "logits+scale_bias" and spec["num_classes"] == 3
   assert sum(int(np.prod(s)) for s, _ in spec["variables"].values()) == \
       patches.count_params(task)["patch_stored"]
+  # Equal patches are equal files.
+  patches.save_patch(task, str(tmp_path / "again.safetensors"))
+  assert (tmp_path / "again.safetensors").read_bytes() == path.read_bytes()
+
+
+def test_first_format_files_still_load():
+  """tests/data/patch_v1: a zip patch written on 2026-12-06 (format 1)."""
+  directory = pathlib.Path(__file__).parent / "data" / "patch_v1"
+  spec, _ = patches.read_patch_file(str(directory / "task.k4p1"))
+  assert spec["format_version"] == 1
+  task = patches.load_patch(legacy_patch.base(), str(directory / "task.k4p1"))
+  assert str(patches.patch_info(task).spec) == "logits+scale_bias+depthwise"
+  np.testing.assert_allclose(task(legacy_patch.images(), training=False).numpy(),
+                             np.load(directory / "expected_logits.npy"),
+                             rtol=1e-5, atol=1e-5)
+  assert patches.patch_info(task).bn_init == {"method": "copy"}
+
+
+def test_altered_tensor_is_refused(saved_patch):
+  base, path = saved_patch
+  data = bytearray(path.read_bytes())
+  data[-5] ^= 0xFF  # A byte of the last tensor; the header stays valid.
+  path.write_bytes(bytes(data))
+  with pytest.raises(patches.PatchFileError, match="altered"):
+    patches.load_patch(base, str(path))
+
+
+def test_foreign_safetensors_file_is_not_a_patch(saved_patch):
+  base, path = saved_patch
+  safetensors.numpy.save_file({"w": np.zeros(3, np.float32)}, str(path),
+                              metadata={"format": "pt"})
+  with pytest.raises(patches.PatchFileError, match="not a k4p1 patch"):
+    patches.load_patch(base, str(path))
+  safetensors.numpy.save_file({"w": np.zeros(3, np.float32)}, str(path))
+  with pytest.raises(patches.PatchFileError, match="not a k4p1 patch"):
+    patches.load_patch(base, str(path))
 
 
 def test_full_size_mobilenet_v2_sb_logits_patch_is_small(tmp_path):
@@ -149,7 +194,7 @@ def test_shared_head_patch_needs_the_head(tmp_path):
 def saved_patch(tmp_path):
   base = tiny_base()
   task = patches.apply_patch(base, "scale_bias+logits", task="t", num_classes=3)
-  path = tmp_path / "t.k4p1"
+  path = tmp_path / "t.safetensors"
   patches.save_patch(task, str(path))
   return base, path
 
@@ -163,15 +208,19 @@ def _rewrite(path, members):
 def test_truncated_and_garbage_files_raise_patch_file_error(saved_patch):
   base, path = saved_patch
   data = path.read_bytes()
-  for broken in (data[: len(data) // 2], data[:100], b"", b"not a zip at all" * 10):
+  legacy = (pathlib.Path(__file__).parent / "data" / "patch_v1" /
+            "task.k4p1").read_bytes()
+  for broken in (data[: len(data) // 2], data[:100], data[:-1], b"",
+                 b"not a zip at all" * 10, legacy[: len(legacy) // 2]):
     path.write_bytes(broken)
     with pytest.raises(patches.PatchFileError, match="corrupt or truncated"):
       patches.load_patch(base, str(path))
 
 
-def test_malformed_members_raise_patch_file_error(saved_patch):
+def test_malformed_first_format_members_raise_patch_file_error(saved_patch):
   base, path = saved_patch
-  with zipfile.ZipFile(path) as z:
+  legacy = pathlib.Path(__file__).parent / "data" / "patch_v1" / "task.k4p1"
+  with zipfile.ZipFile(legacy) as z:
     spec, weights = z.read("spec.json"), z.read("weights.npz")
   cases = {
       "lacks": {"spec.json": spec},

@@ -75,7 +75,7 @@ def test_large_lambda_closes_gates_and_shrinks_the_patch(transfer_runs):
 def test_only_patch_variables_moved(transfer_runs, weights):
   workdir, _ = transfer_runs[50.0]
   base = models.build_backbone("mobilenet_v2", SIZE, weights=weights, alpha=0.35)
-  model = patches.load_patch(base, str(workdir / "patches" / "mnist5k.k4p1"))
+  model = patches.load_patch(base, str(workdir / "patches" / "mnist5k.safetensors"))
   # The patch loaded onto a fresh base (strict fingerprint: shared weights
   # equal the file's) and the base's arrays are the saved ones, bit for bit.
   for before, after in zip(base_arrays(weights), base.get_weights()):
@@ -88,7 +88,7 @@ def test_only_patch_variables_moved(transfer_runs, weights):
 def test_tflite_export_bakes_the_gates(transfer_runs, weights):
   workdir, results = transfer_runs[50.0]
   base = models.build_backbone("mobilenet_v2", SIZE, weights=weights, alpha=0.35)
-  model = patches.load_patch(base, str(workdir / "patches" / "mnist5k.k4p1"))
+  model = patches.load_patch(base, str(workdir / "patches" / "mnist5k.safetensors"))
   images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 3)).astype("float32")
   expected = model(images).numpy()
   got = patches.run_tflite(str(workdir / results["tflite_file"]), images)

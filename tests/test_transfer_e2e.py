@@ -69,8 +69,8 @@ def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
     assert params["shared"] == 0
 
   # The patch file holds exactly the stored parameters, under this spec.
-  patch_file = workdir / "patches" / "cifar10.k4p1"
-  assert results["patch_file"] == os.path.join("patches", "cifar10.k4p1")
+  patch_file = workdir / "patches" / "cifar10.safetensors"
+  assert results["patch_file"] == os.path.join("patches", "cifar10.safetensors")
   assert results["patch_file_bytes"] == patch_file.stat().st_size
   spec_json, arrays = patches.read_patch_file(str(patch_file))
   assert spec_json["spec"] == canonical and spec_json["task"] == "cifar10"
@@ -146,5 +146,5 @@ def test_performance_options_run_end_to_end(options, tmp_path):
     if key != "patch":  # The config records the patch's canonical spelling.
       assert results["config"][key] == value
   # The patch loads onto a float32 base: its variables stayed float32.
-  _, arrays = patches.read_patch_file(str(workdir / "patches" / "cifar10.k4p1"))
+  _, arrays = patches.read_patch_file(str(workdir / "patches" / "cifar10.safetensors"))
   assert all(a.dtype == np.float32 for a in arrays.values())

@@ -72,7 +72,7 @@ def test_sigkilled_run_resumes_to_the_requested_steps(tmp_path):
 
   # The patch loads onto the same base, and gives the accuracy it reported.
   fresh = models.build_backbone("mobilenet_v2", 32, weights=weights, alpha=0.35)
-  task = patches.load_patch(fresh, os.fspath(workdir / "patches" / "digits.k4p1"))
+  task = patches.load_patch(fresh, os.fspath(workdir / "patches" / "digits.safetensors"))
   evaluation = data.build_dataset("digits", "test", global_batch_size=32,
                                   image_size=32, training=False, architecture="mobilenet_v2")
   accuracy = eval_lib.evaluate_accuracy(task, evaluation)["accuracy"]

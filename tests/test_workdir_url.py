@@ -225,7 +225,7 @@ def test_multitask_run_on_ram_writes_every_file_there_and_make_tables_reads_it(
 def _check_transfer_files(runs) -> None:
   """Every file of the transfer run is at the URL; no temp file, no lock."""
   files, results = runs["first_files"], runs["resumed"]
-  assert {"config.json", "results.json", f"patches/{TRANSFER_TASK}.k4p1",
+  assert {"config.json", "results.json", f"patches/{TRANSFER_TASK}.safetensors",
           f"tflite/{TRANSFER_TASK}.tflite", "checkpoints/checkpoint",
           "checkpoints/ckpt-2.index"} <= files
   assert not any(name.startswith((".tmp-", "run.lock")) or "/.tmp-" in name
@@ -260,7 +260,7 @@ def _check_multitask_files(workdir: str) -> None:
   """Backbone, manifest, patches and a serving export at the URL."""
   files = listing(workdir)
   assert {"backbone.weights.h5", "tasks.json", "export/saved_model.pb",
-          "patches/mnist5k_0-1.k4p1", "patches/mnist5k_2-3.k4p1"} <= files
+          "patches/mnist5k_0-1.safetensors", "patches/mnist5k_2-3.safetensors"} <= files
   assert not any(".tmp-" in name or "run.lock" in name for name in files)
   manifest = workdir_lib.read_json(f"{workdir}/tasks.json")
   assert [t["name"] for t in manifest["tasks"]] == ["mnist5k_0-1", "mnist5k_2-3"]
@@ -272,7 +272,7 @@ def _check_multitask_files(workdir: str) -> None:
   base = models.build_backbone("mobilenet_v2", 32,
                                weights=f"{workdir}/backbone.weights.h5",
                                alpha=0.35)
-  task = patches.load_patch(base, f"{workdir}/patches/mnist5k_2-3.k4p1")
+  task = patches.load_patch(base, f"{workdir}/patches/mnist5k_2-3.safetensors")
   np.testing.assert_allclose(logits[1, :2], task(images[1:], training=False)[0],
                              rtol=1e-4, atol=1e-4)
 

@@ -1,10 +1,11 @@
-"""Saving and loading model patches (`.k4p1` files).
+"""Saving and loading model patches (safetensors files).
 
-A patch file is a zip holding `spec.json` (spec, task, classes, architecture,
-image size, BN mode, k4p1 version, base fingerprint) and `weights.npz` (the
-patch's arrays keyed `<base layer>/<variable>`, e.g. `bn_Conv1/gamma`,
-`logits/kernel`). It never holds the base. Nothing is pickled: arrays are read
-with `allow_pickle=False`.
+A patch file is a safetensors file (`patch_files.py`): the patch's arrays
+keyed `<base layer>/<variable>` (e.g. `bn_Conv1/gamma`, `logits/kernel`), and
+in its metadata k4p1's record (spec, task, classes, architecture, image size,
+BN mode and statistics provenance, k4p1 version, base fingerprint). It never
+holds the base. Nothing is pickled. Files of k4p1's first format (a zip of
+`spec.json` + `weights.npz`, the `.k4p1` files) still load.
 
 The fingerprint is a sha256 over (layer name, variable name, shape, dtype,
 little-endian bytes) of every base variable the task shares, so a patch
@@ -18,32 +19,26 @@ residual to zeros (`omitted_closed_residuals` in spec.json lists them).
 
 import hashlib
 import io
-import json
 import os
 import zipfile
-import zlib
 
 import numpy as np
 
 import k4p1
 from k4p1 import atomic
 from k4p1 import paths
-from k4p1.patches import inject
 from k4p1.patches import gates
+from k4p1.patches import inject
+from k4p1.patches import patch_files
 
 # Kept under this name for callers of k4p1.patches.atomic_write_bytes.
 atomic_write_bytes = atomic.write_bytes_atomic
 
-FORMAT = "k4p1.patch"
-FORMAT_VERSION = 1
-_SPEC_MEMBER = "spec.json"
-_WEIGHTS_MEMBER = "weights.npz"
-# Zip members carry a fixed time, so equal patches are equal files.
+FORMAT = patch_files.FORMAT
+FORMAT_VERSION = patch_files.SAFETENSORS_VERSION
+PatchFileError = patch_files.PatchFileError
+# Zip members carry a fixed time, so equal arrays give equal `.npz` bytes.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-class PatchFileError(ValueError):
-  """A patch file is unreadable, truncated or not in the k4p1 format."""
 
 
 class PatchMismatchError(ValueError):
@@ -107,13 +102,9 @@ def save_patch(task_model, path: str) -> None:
   closed = gates.closed_delta_keys(task_model)  # Exactly the base: not stored.
   arrays = {k: v.numpy() for k, v in inject.named_patch_variables(task_model).items()
             if k not in closed}
-  spec = _spec_json(task_model, arrays)
-  buffer = io.BytesIO()
-  with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
-    _write_member(z, _SPEC_MEMBER,
-                  json.dumps(spec, indent=1, sort_keys=True).encode())
-    _write_member(z, _WEIGHTS_MEMBER, npz_bytes(arrays))
-  atomic.write_bytes_atomic(os.fspath(path), buffer.getvalue())
+  atomic.write_bytes_atomic(
+      os.fspath(path),
+      patch_files.encode(_spec_json(task_model, arrays), arrays))
 
 
 def _write_member(archive: zipfile.ZipFile, name: str, payload: bytes,
@@ -143,45 +134,22 @@ def read_patch_file(path: str):
   """Reads and validates a patch file without touching any model.
 
   Returns:
-    `(spec_json, arrays)`: the parsed `spec.json` and a dict of numpy arrays.
+    `(spec, arrays)`: k4p1's record of the patch and a dict of numpy arrays.
 
   `path` may be local or a URL (`gs://...`, `ram://...`).
 
   Raises:
     FileNotFoundError: no file at `path`.
-    PatchFileError: the file is not a complete, valid k4p1 patch.
+    PatchFileError: the file is not a complete, unaltered k4p1 patch.
   """
   path = os.fspath(path)
   if not paths.isfile(path):
     raise FileNotFoundError(f"No patch file at {path!r}.")
-  try:
-    with zipfile.ZipFile(io.BytesIO(paths.read_bytes(path))) as z:
-      names = set(z.namelist())
-      missing = {_SPEC_MEMBER, _WEIGHTS_MEMBER} - names
-      if missing:
-        raise PatchFileError(f"{path!r} is not a k4p1 patch: it lacks "
-                             f"{sorted(missing)} (has {sorted(names)}).")
-      spec = json.loads(z.read(_SPEC_MEMBER).decode("utf-8"))
-      with np.load(io.BytesIO(z.read(_WEIGHTS_MEMBER)), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-  except PatchFileError:
-    raise
-  except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
-          UnicodeDecodeError, KeyError) as e:
-    raise PatchFileError(f"Cannot read patch file {path!r}: it is corrupt or "
-                         f"truncated ({type(e).__name__}: {e}). Re-create it "
-                         "with k4p1.patches.save_patch.") from e
-  if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-    raise PatchFileError(f"{path!r} is not a k4p1 patch (spec.json format is "
-                         f"{spec.get('format') if isinstance(spec, dict) else spec!r}).")
-  if spec.get("format_version") != FORMAT_VERSION:
-    raise PatchFileError(f"{path!r} has patch format version "
-                         f"{spec.get('format_version')!r}; this k4p1 "
-                         f"({k4p1.__version__}) reads version {FORMAT_VERSION}.")
+  spec, arrays = patch_files.decode(paths.read_bytes(path), path)
   declared = spec.get("variables", {})
   if set(declared) != set(arrays):
-    raise PatchFileError(f"{path!r} is inconsistent: spec.json lists "
-                         f"{len(declared)} arrays, weights.npz holds {len(arrays)}.")
+    raise PatchFileError(f"{path!r} is inconsistent: its record lists "
+                         f"{len(declared)} arrays, the file holds {len(arrays)}.")
   return spec, arrays
 
 
@@ -190,7 +158,7 @@ def load_patch(base, path: str, strict: bool = True, head=None):
 
   Args:
     base: the base model the patch was trained on (same weights).
-    path: a `.k4p1` file written by `save_patch`.
+    path: a file written by `save_patch` (either format).
     strict: raise if `base`'s shared weights differ from the ones the patch
       was trained with; with `False`, load anyway (outputs will differ).
     head: the shared head, for patches saved without their own (`logits`).
@@ -212,7 +180,7 @@ def load_patch(base, path: str, strict: bool = True, head=None):
         **({"taps_threshold": spec["taps_threshold"]}
            if spec.get("taps_threshold") is not None else {}))
   except KeyError as e:
-    raise PatchFileError(f"{path!r}: spec.json lacks the field {e}.") from e
+    raise PatchFileError(f"{path!r}: its record lacks the field {e}.") from e
   except ValueError as e:
     raise PatchMismatchError(
         f"Patch {path!r} ({spec['spec']} for task {spec['task']!r}, saved on "

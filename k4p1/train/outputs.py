@@ -1,6 +1,6 @@
 """What a finished run writes: results.json and the artefacts of its kind.
 
-* transfer: `patches/<task>.k4p1`;
+* transfer: `patches/<task>.safetensors`;
 * pretrain: `backbone.weights.h5` (every weight trained);
 * multitask, multires: `backbone.weights.h5` (the base the patches fit),
   every task's patch, `tasks.json` (the task list in task-id order, which
