@@ -162,10 +162,9 @@ def _build_worker(regime: str, size: int):
     # One evaluation pass per call, over exactly the batches asked for; each
     # pass function is traced here or by the warm-up, never while timed. As
     # `k4p1.train.evaluation.Evaluator` builds it.
+    view = fused_batch_norm.fused_view(task) if _FUSED_BN.value else task
     passes = {n: eval_lib.make_accuracy_fn(
-        task, tf.data.Dataset.from_tensors((images, labels)).repeat(n),
-        trace_context=(fused_batch_norm.fused_batch_norm if _FUSED_BN.value
-                       else None))
+        view, tf.data.Dataset.from_tensors((images, labels)).repeat(n))
               for n in {_WARMUP.value, _STEPS.value}}
     passes[_STEPS.value]()
 
@@ -183,11 +182,11 @@ def _build_worker(regime: str, size: int):
   if regime == "inference":
     from k4p1.train import fused_batch_norm  # pylint: disable=g-import-not-at-top
     info["patch_trainable"] = 0
+    view = fused_batch_norm.fused_view(base) if _FUSED_BN.value else base
 
     @tf.function
     def forward(x):
-      with fused_batch_norm.fused_batch_norm(_FUSED_BN.value):
-        return base(x, training=False)
+      return view(x, training=False)
 
     def run(steps):
       began = time.perf_counter()

@@ -128,3 +128,79 @@ def test_modules_and_functions_are_short(path):
 def test_test_helpers_do_not_ship_in_the_library():
   names = {p.stem for p in ROOT.rglob("*.py")}
   assert not names & {"testing", "ckpt_writers", "calibration"}
+
+
+def _root_name(node):
+  """`x` of an expression `x.a.b` (or `x.a(...).b`); None for other roots."""
+  while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+    node = node.func if isinstance(node, ast.Call) else node.value
+  return node.id if isinstance(node, ast.Name) else None
+
+
+def _foreign_names(tree) -> set:
+  """Names bound to other libraries' modules or objects at module level.
+
+  `import keras`, `import tensorflow as tf`, `from keras import ops`, and
+  aliases of their objects such as `_BN = keras.layers.BatchNormalization`.
+  """
+  names = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names.update((a.asname or a.name).split(".")[0] for a in node.names
+                   if not a.name.startswith("k4p1"))
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      if not node.module.startswith("k4p1"):
+        names.update(a.asname or a.name for a in node.names)
+  for node in tree.body:  # Aliases, not new objects: no call in the chain.
+    if (isinstance(node, ast.Assign) and _root_name(node.value) in names
+        and not any(isinstance(n, ast.Call) for n in ast.walk(node.value))
+        and all(isinstance(t, ast.Name) for t in node.targets)):
+      names.update(t.id for t in node.targets)
+  return names
+
+
+def _foreign_assignments(tree) -> list:
+  """Assignments, deletions and `setattr`s of other libraries' attributes."""
+  foreign = _foreign_names(tree)
+  wrong = []
+  for node in ast.walk(tree):
+    targets = []
+    if isinstance(node, ast.Assign):
+      targets = node.targets
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+      targets = [node.target]
+    elif isinstance(node, ast.Delete):
+      targets = node.targets
+    elif isinstance(node, ast.Call) and node.args:
+      if (ast.unparse(node.func) in ("setattr", "delattr", "object.__setattr__",
+                                     "type.__setattr__", "object.__delattr__")
+          and _root_name(node.args[0]) in foreign):
+        wrong.append(f"line {node.lineno}: {ast.unparse(node)}")
+    for target in targets:
+      if isinstance(target, ast.Attribute) and _root_name(target) in foreign:
+        wrong.append(f"line {target.lineno}: {ast.unparse(target)} = ...")
+  return wrong
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=str)
+def test_no_module_assigns_to_another_librarys_attributes(path):
+  """No Keras (or other third-party) class or module is changed at run time.
+
+  Flags `keras.layers.BatchNormalization.call = ...` and its aliases,
+  augmented assignments and `del` of such attributes, and `setattr` /
+  `object.__setattr__` / `type.__setattr__` on them.
+  """
+  wrong = _foreign_assignments(ast.parse(path.read_text()))
+  assert not wrong, f"{path.name} changes another library's objects: {wrong}"
+
+
+def test_the_attribute_check_catches_the_old_patch():
+  source = ("import keras\n_BN = keras.layers.BatchNormalization\n"
+            "def f(self, call):\n"
+            "  keras.layers.BatchNormalization.call = call\n"
+            "  _BN.call = call\n"
+            "  setattr(keras.layers.Dense, 'call', call)\n"
+            "  self.call = call\n"
+            "  object.__setattr__(self, '_layer', call)\n")
+  wrong = _foreign_assignments(ast.parse(source))
+  assert [w.split(":")[0] for w in wrong] == ["line 4", "line 5", "line 6"]

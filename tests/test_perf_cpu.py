@@ -143,7 +143,7 @@ def test_eval_pass_is_traced_once_and_counts_what_the_model_predicts(replicas):
         ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
     dataset = strategy.experimental_distribute_dataset(dataset)
   evaluate = eval_lib.make_accuracy_fn(
-      task, dataset, strategy, trace_context=fused_batch_norm.fused_batch_norm)
+      fused_batch_norm.fused_view(task), dataset, strategy)
   for _ in range(3):
     assert evaluate() == {"accuracy": 6 / 9, "correct": 6, "examples": 9}
   function = evaluate.traced_function

@@ -158,13 +158,13 @@ def test_fused_batch_norm_matches_keras_in_both_modes():
     layer.gamma.assign(np.linspace(0.5, 1.5, 6))
     layer.beta.assign(np.linspace(-1, 1, 6))
     layer.moving_variance.assign(np.linspace(0.5, 2.0, 6))
+    call = fused_batch_norm.FusedBatchNorm(layer) if fused else layer
 
     @tf.function
-    def run(x, training, layer=layer, fused=fused):
+    def run(x, training, layer=layer, call=call):
       with tf.GradientTape() as tape:
         tape.watch(x)
-        with fused_batch_norm.fused_batch_norm(fused):
-          y = layer(x, training=training)
+        y = call(x, training=training)
         loss = tf.reduce_sum(y * tf.sin(y))
       return [y] + tape.gradient(loss, [x, layer.gamma, layer.beta])
 
@@ -175,8 +175,81 @@ def test_fused_batch_norm_matches_keras_in_both_modes():
     np.testing.assert_allclose(fused_value, keras_value, rtol=1e-4, atol=1e-5)
 
 
-def test_fused_context_restores_keras_call():
-  original = keras.layers.BatchNormalization.call
-  with fused_batch_norm.fused_batch_norm():
-    assert keras.layers.BatchNormalization.call is fused_batch_norm.fused_call
-  assert keras.layers.BatchNormalization.call is original
+def _nested_model():
+  """Images -> a nested functional model and a Sequential one, BN in each."""
+  keras.utils.set_random_seed(0)
+  inner_input = keras.Input((6, 6, 3))
+  hidden = keras.layers.Conv2D(4, 3, name="conv")(inner_input)
+  hidden = keras.layers.BatchNormalization(momentum=0.8, name="bn_inner")(hidden)
+  inner = keras.Model(inner_input, hidden, name="inner")
+  images = keras.Input((6, 6, 3))
+  hidden = inner(images)
+  hidden = patches.FrozenStatsBatchNormalization(name="bn_frozen")(hidden)
+  features = keras.Sequential(
+      [keras.Input((4, 4, 4)), keras.layers.BatchNormalization(name="bn_seq"),
+       keras.layers.GlobalAveragePooling2D()], name="seq")(hidden)
+  outputs = keras.layers.BatchNormalization(name="bn_2d")(
+      keras.layers.Dense(3, name="head")(features))  # 2-D: Keras' own call.
+  model = keras.Model(images, outputs, name="outer")
+  for layer in patches.leaf_layers(model):
+    if isinstance(layer, keras.layers.BatchNormalization):
+      channels = layer.moving_mean.shape[0]
+      layer.moving_mean.assign(np.linspace(-0.2, 0.2, channels))
+      layer.moving_variance.assign(np.linspace(0.5, 2.0, channels))
+  return model
+
+
+def _checkpoint_keys(model, path) -> list:
+  return [name for name, _ in tf.train.list_variables(
+      tf.train.Checkpoint(model=model).write(str(path)))]
+
+
+def test_fused_view_computes_the_model_on_its_own_variables(tmp_path):
+  model = _nested_model()
+  config = model.get_config()
+  keys = _checkpoint_keys(model, tmp_path / "before")
+  keras_call = keras.layers.BatchNormalization.call
+  view = fused_batch_norm.fused_view(model)
+  # Every BN layer the fused op can run is wrapped; the rest are the model's.
+  wrapped = [l.layer.name for l in patches.leaf_layers(view)
+             if isinstance(l, fused_batch_norm.FusedBatchNorm)]
+  assert sorted(wrapped) == ["bn_2d", "bn_frozen", "bn_inner", "bn_seq"]
+  own = {id(l) for l in patches.leaf_layers(model)}
+  assert all(id(l) in own for l in patches.leaf_layers(view)
+             if not isinstance(l, fused_batch_norm.FusedBatchNorm))
+  model_variables = {id(v) for v in model.variables}
+  assert {id(v) for v in view.variables} <= model_variables
+  x = np.random.default_rng(0).normal(size=(5, 6, 6, 3)).astype(np.float32)
+  initial = [v.numpy() for v in model.variables]
+  for training in (False, True):
+    expected = model(x, training=training).numpy()
+    after_keras = [v.numpy() for v in model.variables]
+    for v, value in zip(model.variables, initial):
+      v.assign(value)
+    actual = tf.function(lambda x, t=training: view(x, training=t))(x).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    for v, want in zip(model.variables, after_keras):  # Statistics updated alike.
+      np.testing.assert_allclose(v.numpy(), want, rtol=1e-5, atol=1e-6,
+                                 err_msg=v.path)
+    for v, value in zip(model.variables, initial):
+      v.assign(value)
+  # Nothing about the model or Keras changed.
+  assert model.get_config() == config
+  assert _checkpoint_keys(model, tmp_path / "after") == keys
+  assert keras.layers.BatchNormalization.call is keras_call
+
+
+def test_a_model_without_a_graph_is_its_own_view():
+
+  class Subclassed(keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.bn = keras.layers.BatchNormalization()
+
+    def call(self, x, training=None):
+      return self.bn(x, training=training)
+
+  model = Subclassed()
+  model(np.zeros((2, 3, 3, 2), np.float32))
+  assert fused_batch_norm.fused_view(model) is model

@@ -65,6 +65,31 @@ def test_any_functional_model_and_a_bn_layer_on_features():
   np.testing.assert_allclose(bn.moving_variance.numpy(), y.var(0), rtol=1e-5)
 
 
+def test_a_sequential_model_and_a_refused_subclassed_one():
+  model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, name="dense"),
+                            keras.layers.BatchNormalization(name="bn")])
+  x = random_images(30)[:, 0, 0, :].repeat(2, axis=1)[:, :5]
+  dataset = tf.data.Dataset.from_tensor_slices(x).batch(7)
+  precise_bn.update_bn_stats(model, dataset)
+  y = model.get_layer("dense")(x).numpy().astype(np.float64)
+  np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), y.mean(0),
+                             atol=1e-6)
+
+  class Subclassed(keras.Model):
+
+    def __init__(self):
+      super().__init__(name="subclassed")
+      self.bn = keras.layers.BatchNormalization()
+
+    def call(self, x, training=None):
+      return self.bn(x, training=training)
+
+  subclassed = Subclassed()
+  subclassed(x[:2])
+  with pytest.raises(ValueError, match="not a functional or Sequential"):
+    precise_bn.update_bn_stats(subclassed, dataset)
+
+
 def test_only_training_mode_layers_of_the_given_models_change():
   base = tiny_base()
   task = patches.apply_patch(base, "scale_bias+logits", task="a", num_classes=3)

@@ -1,6 +1,5 @@
 """Top-1 accuracy of a task model over a whole evaluation split."""
 
-import contextlib
 from typing import Callable, Optional
 
 import keras
@@ -10,8 +9,7 @@ from k4p1 import tracing
 
 
 def make_accuracy_fn(model: keras.Model, dataset,
-                     strategy: Optional[tf.distribute.Strategy] = None,
-                     trace_context: Optional[Callable] = None
+                     strategy: Optional[tf.distribute.Strategy] = None
                      ) -> Callable[[], dict]:
   """Returns a function that evaluates `model` on one full pass of `dataset`.
 
@@ -22,14 +20,13 @@ def make_accuracy_fn(model: keras.Model, dataset,
   with an empty batch) counts exactly.
 
   Args:
-    model: maps images to logits.
+    model: maps images to logits, e.g. a task model's fused view
+      (`k4p1.train.fused_batch_norm.fused_view`, what runs evaluate: one
+      fused op per BN layer, which grappler folds into the convolution
+      before it).
     dataset: a finite `tf.data.Dataset` or `DistributedDataset` of (images,
       int labels) batches, e.g. `k4p1.data.build_dataset(..., training=False)`.
     strategy: the strategy `dataset` is distributed with (None: default).
-    trace_context: a zero-argument context manager entered while the pass is
-      traced, e.g. `k4p1.train.fused_batch_norm.fused_batch_norm` (what runs
-      evaluate with: one fused op per BN layer, which grappler folds into the
-      convolution before it). None: the model's own ops.
 
   Returns:
     A zero-argument function returning {"accuracy": float, "correct": int,
@@ -56,11 +53,10 @@ def make_accuracy_fn(model: keras.Model, dataset,
   def count_correct(iterator):
     correct = tf.constant(0, tf.int64)
     examples = tf.constant(0, tf.int64)
-    with trace_context() if trace_context else contextlib.nullcontext():
-      for images, labels in iterator:
-        hits, size = strategy.run(replica_counts, args=(images, labels))
-        correct += strategy.reduce(tf.distribute.ReduceOp.SUM, hits, axis=None)
-        examples += strategy.reduce(tf.distribute.ReduceOp.SUM, size, axis=None)
+    for images, labels in iterator:
+      hits, size = strategy.run(replica_counts, args=(images, labels))
+      correct += strategy.reduce(tf.distribute.ReduceOp.SUM, hits, axis=None)
+      examples += strategy.reduce(tf.distribute.ReduceOp.SUM, size, axis=None)
     return correct, examples
 
   count_correct = tracing.model_function(count_correct)
@@ -79,7 +75,6 @@ def make_accuracy_fn(model: keras.Model, dataset,
 
 
 def evaluate_accuracy(model: keras.Model, dataset,
-                      strategy: Optional[tf.distribute.Strategy] = None,
-                      trace_context: Optional[Callable] = None) -> dict:
+                      strategy: Optional[tf.distribute.Strategy] = None) -> dict:
   """One evaluation: {"accuracy", "correct", "examples"} (see `make_accuracy_fn`)."""
-  return make_accuracy_fn(model, dataset, strategy, trace_context)()
+  return make_accuracy_fn(model, dataset, strategy)()

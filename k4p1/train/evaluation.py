@@ -67,20 +67,21 @@ class Evaluator:
     self._write = write_scalars
     self._refresh_bn = bn_statistics_updater(plan, task_models, strategy)
 
-    def accuracy_fn(task, model, split):
+    def accuracy_fn(task, view, split):
       if split is None:
         return None
       return eval_lib.make_accuracy_fn(
-          model, task.input.evaluation(split, strategy), strategy,
-          # Fused inference BN: the `inference` benchmark's forward pass.
-          trace_context=fused_batch_norm.fused_batch_norm)
+          view, task.input.evaluation(split, strategy), strategy)
 
-    self._accuracy_fns = [accuracy_fn(task, model, task.dataset.eval_split)
-                          for task, model in zip(plan.tasks, task_models)]
+    # Each model's fused view (fused inference BN: the `inference`
+    # benchmark's forward pass), on the model's own variables.
+    views = [fused_batch_norm.fused_view(model) for model in task_models]
+    self._accuracy_fns = [accuracy_fn(task, view, task.dataset.eval_split)
+                          for task, view in zip(plan.tasks, views)]
     # `validation_fraction`: each task's held-out part of its training split.
     self._validation_fns = [
-        accuracy_fn(task, model, task.dataset.validation_split)
-        for task, model in zip(plan.tasks, task_models)]
+        accuracy_fn(task, view, task.dataset.validation_split)
+        for task, view in zip(plan.tasks, views)]
     self.bn_statistics = {}
     self.per_task = {}
 

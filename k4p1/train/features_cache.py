@@ -50,11 +50,11 @@ def split_logits_model(task_model: keras.Model) -> Tuple[keras.Model, keras.Mode
 def make_feature_fn(feature_model: keras.Model):
   """A traced images -> features function (inference mode, fused BN)."""
   from k4p1.train import fused_batch_norm  # pylint: disable=g-import-not-at-top
+  view = fused_batch_norm.fused_view(feature_model)
 
   @tf.function
   def features_of(images):
-    with fused_batch_norm.fused_batch_norm():
-      return feature_model(images, training=False)
+    return view(images, training=False)
 
   return features_of
 

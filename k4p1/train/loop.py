@@ -27,7 +27,6 @@ import numpy as np
 import tensorflow as tf
 
 from k4p1.core import defaults
-from k4p1.train import fused_batch_norm as fused_batch_norm_lib
 from k4p1.train import optimizers as optimizers_lib
 from k4p1.train import performance
 from k4p1.train import progress as progress_lib
@@ -74,12 +73,14 @@ def unique_trainable_variables(models: Sequence[keras.Model]) -> list:
 
 def make_task_gradients(models: Sequence[keras.Model],
                         optimizer: keras.optimizers.Optimizer,
-                        label_smoothing: float = defaults.LABEL_SMOOTHING):
+                        label_smoothing: float = defaults.LABEL_SMOOTHING,
+                        fused_batch_norm: bool = True):
   """The `TaskGradients` `make_train_step` uses: cross-entropy, loss scaling."""
   loss_scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
   return task_gradients_lib.TaskGradients(
       models, functools.partial(cross_entropy, label_smoothing=label_smoothing),
-      optimizer.scale_loss if loss_scaled else None)
+      optimizer.scale_loss if loss_scaled else None,
+      fused_batch_norm=fused_batch_norm)
 
 
 def make_train_step(strategy: tf.distribute.Strategy,
@@ -106,12 +107,13 @@ def make_train_step(strategy: tf.distribute.Strategy,
     weight_decay: L2 coefficient on the kernels among `variables`.
     jit_compile: compile each replica's step with XLA: True, False or
       "auto" (on with a GPU/TPU, off on CPU).
-    fused_batch_norm: compute training-mode BatchNormalization with fused ops
-      (`k4p1.train.fused_batch_norm`; same results, much faster on CPU).
+    fused_batch_norm: compute BatchNormalization with fused ops: the step
+      runs the models' fused views (`k4p1.train.fused_batch_norm`; same
+      results, much faster on CPU).
     task_gradients: a `TaskGradients` over (at least) the tasks' models,
-      built with the same label smoothing and loss scaling, to share its
-      traced model functions with other steps (e.g. one step per task when
-      tasks are sampled); None: a new one.
+      built with the same label smoothing, loss scaling and
+      `fused_batch_norm`, to share its traced model functions with other
+      steps (e.g. one step per task when tasks are sampled); None: a new one.
     penalties: {name: fn() -> scalar tensor} of data-independent loss terms
       on `variables` (e.g. TAPS's sparsity penalty, `k4p1.train.taps`), added
       to the objective like weight decay and returned as `penalty/<name>`.
@@ -121,6 +123,9 @@ def make_train_step(strategy: tf.distribute.Strategy,
     of global sums: `<task>/loss_sum` (cross-entropy), `<task>/correct`,
     `<task>/count`, `weight_decay` (the penalty's value) and
     `penalty/<name>` for each of `penalties`.
+
+  Raises:
+    ValueError: `task_gradients` was built with another `fused_batch_norm`.
   """
   tasks = tuple(tasks)
   variables = list(variables)
@@ -131,8 +136,13 @@ def make_train_step(strategy: tf.distribute.Strategy,
 
   # One traced forward/backward per group of identical task models (K
   # clones of one base share it): graph memory does not grow with K.
+  if task_gradients is not None and (task_gradients.fused_batch_norm !=
+                                     fused_batch_norm):
+    raise ValueError(f"make_train_step(fused_batch_norm={fused_batch_norm}) "
+                     "was given a TaskGradients built with fused_batch_norm="
+                     f"{task_gradients.fused_batch_norm}.")
   gradients_fn = task_gradients or make_task_gradients(
-      [t.model for t in tasks], optimizer, label_smoothing)
+      [t.model for t in tasks], optimizer, label_smoothing, fused_batch_norm)
   index_of = {id(v): i for i, v in enumerate(variables)}
   task_watched = []
   for task in tasks:
@@ -180,8 +190,7 @@ def make_train_step(strategy: tf.distribute.Strategy,
   @tf.function
   def train_step(iterators):
     batches = tuple(next(iterator) for iterator in iterators)
-    with fused_batch_norm_lib.fused_batch_norm(fused_batch_norm):
-      per_replica = strategy.run(replica_step, args=(batches,))
+    per_replica = strategy.run(replica_step, args=(batches,))
     step.assign_add(1)
     return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
             for name, value in per_replica.items()}

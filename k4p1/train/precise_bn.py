@@ -16,9 +16,14 @@ How it is computed here:
 - The pass: each model runs over its batches in training mode, as in a
   training step (each BN layer normalises with its batch's statistics, so the
   layers after it see what they saw in training), inside one `tf.function`
-  per model. A target layer's `call` is swapped during tracing for one that
-  also returns the sums of its input, x and x^2 per channel, and its count;
-  no moving statistic is touched during the pass.
+  per model. It runs the model's view (`fused_batch_norm.rebuild`: the
+  model's graph rebuilt with `keras.models.clone_model`, every layer the
+  model's own object) in which each target layer is wrapped in a layer that
+  computes its output with the fused op and also records the sums of its
+  input, x and x^2 per channel, and its count (the batch moments the
+  training step computes, `fused_batch_norm.BatchMoments`); no moving
+  statistic is touched during the pass. The model needs a graph: a
+  functional or Sequential model (a subclassed one is refused).
 - The statistics: sums over batches, replicas (all-reduced) and, for a layer
   shared by several models, over every model's batches, in float64; then
   mean = sum(x) / n and variance = sum(x^2) / n - mean^2. This is pycls's
@@ -31,7 +36,6 @@ How it is computed here:
   every worker) holds the same values.
 """
 
-import contextlib
 import threading
 from typing import Optional, Sequence
 
@@ -45,7 +49,6 @@ from k4p1.patches import layers as patch_layers
 from k4p1.train import fused_batch_norm
 
 DEFAULT_NUM_BATCHES = 200
-_CAPTURE = threading.local()
 
 
 def training_mode_bn_layers(models: Sequence[keras.Model]) -> list:
@@ -65,79 +68,89 @@ def training_mode_bn_layers(models: Sequence[keras.Model]) -> list:
   return found
 
 
-def _reduction_axes(layer, rank: int) -> list:
-  axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-  kept = {a % rank for a in axes}
-  return [i for i in range(rank) if i not in kept]
+class _Recorder(threading.local):
+  """The target layers' input sums recorded while one pass call is traced.
+
+  Per thread: MirroredStrategy traces each replica's call in its own thread.
+  """
+
+  def start(self, layers) -> None:
+    self.sums = {id(layer): [] for layer in layers}
+
+  def add(self, layer, moments: fused_batch_norm.BatchMoments) -> None:
+    """Records sum(x), sum(x^2) per channel and the count, in float64."""
+    mean = tf.cast(moments.mean, tf.float64)
+    count = tf.cast(moments.count, tf.float64)
+    self.sums[id(layer)].append(
+        (mean * count,
+         (moments.biased_variance(tf.float64) + tf.square(mean)) * count, count))
+
+  def totals(self, layers, zeros) -> tuple:
+    """`zeros` plus every recorded call's sums, per layer of `layers`."""
+    out = []
+    for layer, (sx, sxx, n) in zip(layers, zeros):
+      for a, b, c in self.sums[id(layer)]:  # Usually one call per layer.
+        sx, sxx, n = sx + a, sxx + b, n + c
+      out.append((sx, sxx, n))
+    return tuple(out)
 
 
-def _capture_call(layer, inputs, training=None, mask=None):
-  """BN's output in its mode; records the sums of its input per channel."""
-  sink = getattr(_CAPTURE, "sink", None)
-  if sink is None or id(layer) not in sink:
-    return fused_batch_norm.fused_call(layer, inputs, training=training, mask=mask)
-  x = tf.cast(inputs, tf.float32)  # As Keras: statistics in float32.
-  if not (training and layer.trainable):
-    # Inference mode (`k4p1.train.bn_init` measures through the base): the
-    # layer's usual output; its input's sums are recorded all the same.
-    # The batch's moments in float32 (as the training-mode path's), summed
-    # over batches in float64 below.
-    axes = _reduction_axes(layer, len(x.shape))
-    mean, variance = tf.nn.moments(x, axes=axes)
-    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float64)
-    mean64 = tf.cast(mean, tf.float64)
-    sink[id(layer)].append((mean64 * count, (tf.cast(variance, tf.float64) +
-                                             tf.square(mean64)) * count, count))
-    return fused_batch_norm.fused_call(layer, inputs, training=False, mask=mask)
-  if fused_batch_norm.can_fuse(layer, inputs, mask):
-    # One op for the output and the statistics (as the fused training step).
-    gamma, beta = fused_batch_norm._affine(layer, x.shape[-1])  # pylint: disable=protected-access
-    outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-        x, gamma, beta, epsilon=layer.epsilon, data_format="NHWC",
-        is_training=True)
-    shape = tf.shape(x)
-    count = tf.cast(shape[0] * shape[1] * shape[2], tf.float64)
-    variance = tf.cast(unbiased, tf.float64) * (count - 1.0) / tf.maximum(count, 1.0)
-  else:
-    axes = _reduction_axes(layer, len(x.shape))
-    mean, variance32 = tf.nn.moments(x, axes=axes)
-    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float64)
-    variance = tf.cast(variance32, tf.float64)
-    outputs = _normalize(layer, x, axes, mean, variance32)
-  mean64 = tf.cast(mean, tf.float64)
-  sink[id(layer)].append((mean64 * count, (variance + tf.square(mean64)) * count,
-                          count))
-  return tf.cast(outputs, layer.compute_dtype)
+class _CapturingBatchNorm(fused_batch_norm.FusedBatchNorm):
+  """A target layer in PreciseBN's view: its output, and its input's sums.
+
+  In training mode the layer normalises with its batch's statistics (one
+  fused op gives the output and the moments, as in the training step) and
+  no moving statistic changes; in inference mode (`k4p1.train.bn_init`
+  measures through the base) it computes its usual output and the moments
+  of its input are recorded all the same.
+  """
+
+  def __init__(self, layer, recorder: _Recorder):
+    super().__init__(layer)
+    object.__setattr__(self, "_recorder", recorder)
+
+  def call(self, inputs, training=None, mask=None):
+    layer = self.layer
+    x = tf.cast(inputs, tf.float32)  # As Keras: statistics in float32.
+    if not fused_batch_norm.in_training_mode(layer, training):
+      self._recorder.add(layer, fused_batch_norm.batch_moments(layer, x))
+      return super().call(inputs, training=False, mask=mask)
+    outputs, moments = fused_batch_norm.normalize_with_batch(layer, x)
+    self._recorder.add(layer, moments)
+    return tf.cast(outputs, layer.compute_dtype)
 
 
-def _normalize(layer, x, axes, mean, variance):
-  """Training-mode BN output for layouts the fused op does not take."""
-  broadcast = [1] * len(x.shape)
-  for axis in range(len(x.shape)):
-    if axis not in axes:
-      broadcast[axis] = x.shape[axis]
-  gamma = (tf.reshape(tf.cast(layer.gamma, tf.float32), broadcast)
-           if layer.scale else None)
-  beta = (tf.reshape(tf.cast(layer.beta, tf.float32), broadcast)
-          if layer.center else None)
-  return tf.nn.batch_normalization(
-      x, tf.reshape(mean, broadcast), tf.reshape(variance, broadcast),
-      offset=beta, scale=gamma, variance_epsilon=layer.epsilon)
+def _capture_view(model, targets, recorder: _Recorder):
+  """`model` rebuilt with `targets` recording their sums, other BN fused.
 
+  Raises:
+    ValueError: a target cannot be measured (a BN subclass with its own
+      `call`, or a layer of a model `clone_model` cannot rebuild).
+  """
+  unknown = [l for l in targets if not fused_batch_norm.has_known_call(l)]
+  if unknown:
+    raise ValueError(
+        f"PreciseBN cannot measure BN layer {unknown[0].name!r}: its class "
+        f"{type(unknown[0]).__name__} has its own `call`, so what it "
+        "normalises with is not Keras' BatchNormalization's.")
+  target_ids, wrapped = {id(l) for l in targets}, set()
 
-@contextlib.contextmanager
-def _capturing(layers):
-  """While tracing within the block, `layers` record their input sums."""
-  with fused_batch_norm._LOCK:  # pylint: disable=protected-access
-    previous_call = keras.layers.BatchNormalization.call
-    previous_sink = getattr(_CAPTURE, "sink", None)
-    keras.layers.BatchNormalization.call = _capture_call
-    _CAPTURE.sink = {id(layer): [] for layer in layers}
-    try:
-      yield _CAPTURE.sink
-    finally:
-      _CAPTURE.sink = previous_sink
-      keras.layers.BatchNormalization.call = previous_call
+  def wrap(layer):
+    if id(layer) in target_ids:
+      wrapped.add(id(layer))
+      return _CapturingBatchNorm(layer, recorder)
+    return fused_batch_norm.fused_wrap(layer)
+
+  view = fused_batch_norm.rebuild(model, wrap)
+  missed = [l.name for l in targets if id(l) not in wrapped]
+  if view is None or missed:
+    raise ValueError(
+        f"PreciseBN measures a model's BN layers through its graph, rebuilt "
+        f"with keras.models.clone_model: model {model.name!r} (or a model "
+        f"nested in it) is not a functional or Sequential Keras model, so "
+        f"its BN layers {(missed or [l.name for l in targets])[:3]} cannot "
+        "be measured. Build it with the functional API.")
+  return view
 
 
 class PreciseBatchNorm:
@@ -177,6 +190,8 @@ class PreciseBatchNorm:
 
   def _make_pass(self, model):
     targets = training_mode_bn_layers([model])
+    recorder = _Recorder()
+    view = _capture_view(model, targets, recorder) if targets else None
     index = {id(layer): i for i, layer in enumerate(self.layers)}
     strategy, limit = self.strategy, self.num_batches
 
@@ -190,14 +205,9 @@ class PreciseBatchNorm:
       images = batch[0] if isinstance(batch, (tuple, list)) else batch
 
       def run():
-        with _capturing(targets) as sink:
-          model(images, training=self.training)
-        out = []
-        for layer, (sx, sxx, n) in zip(targets, zeros()):
-          for a, b, c in sink[id(layer)]:  # Usually one call per layer.
-            sx, sxx, n = sx + a, sxx + b, n + c
-          out.append((sx, sxx, n))
-        return tuple(out)
+        recorder.start(targets)
+        view(images, training=self.training)
+        return recorder.totals(targets, zeros())
 
       if strategy.num_replicas_in_sync == 1:
         return run()  # Batches are never empty; a `tf.cond` would cost speed.

@@ -12,7 +12,9 @@ statistics the call updated.
 
 Models are grouped when `apply_patch` made them from the same base with equal
 patch settings and their variables have equal shapes and dtypes; any other
-model gets its own function (what calling it directly would cost).
+model gets its own function (what calling it directly would cost). The
+function calls the template's fused view (`k4p1.train.fused_batch_norm`),
+which reads and updates the template's own variables.
 """
 
 from typing import Callable, Optional, Sequence
@@ -21,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from k4p1 import patches
+from k4p1.train import fused_batch_norm as fused_batch_norm_lib
 
 
 def backing_variable(variable):
@@ -63,16 +66,21 @@ class TaskGradients:
   """
 
   def __init__(self, models: Sequence[keras.Model], loss_fn: Callable,
-               loss_scale: Optional[Callable] = None):
+               loss_scale: Optional[Callable] = None,
+               fused_batch_norm: bool = True):
     """Groups `models` by `structure_key`; one template model per group.
 
     Args:
       models: the task models the step trains.
       loss_fn: (labels, logits, num_classes) -> per-example losses.
       loss_scale: objective -> scaled objective (mixed_float16), or None.
+      fused_batch_norm: run each template's fused view
+        (`fused_batch_norm.fused_view`: same results, much faster on CPU);
+        False: the template itself (Keras' BN ops).
     """
     self._loss_fn = loss_fn
     self._loss_scale = loss_scale
+    self.fused_batch_norm = fused_batch_norm
     self._keys = {id(m): structure_key(m) for m in models}
     groups = {}
     for model in models:
@@ -85,8 +93,10 @@ class TaskGradients:
       own = tuple(i for i, v in enumerate(template.variables)
                   if any(m.variables[i] is not v for m in members[1:]))
       self._own[key] = own
+      forward = (fused_batch_norm_lib.fused_view(template) if fused_batch_norm
+                 else template)
       self._functions[key] = tf.function(
-          self._make_body(template, own),
+          self._make_body(template, forward, own),
           # Kept a separate function at run time: inlined, its body would be
           # copied into the step once per task again.
           experimental_attributes={"_noinline": True})
@@ -96,7 +106,8 @@ class TaskGradients:
     """How many distinct model graphs the step holds."""
     return len(self._functions)
 
-  def _make_body(self, template: keras.Model, own: Sequence[int]):
+  def _make_body(self, template: keras.Model, forward: Callable,
+                 own: Sequence[int]):
     template_variables = template.variables
 
     def body(own_values, images, labels, watched, num_classes,
@@ -109,7 +120,7 @@ class TaskGradients:
         mapping = [(template_variables[i], values[i]) for i in own]
         with keras.StatelessScope(state_mapping=mapping) as scope:
           before = [scope.get_current_value(v) for v in template_variables]
-          logits = template(images, training=True)
+          logits = forward(images, training=True)  # `template`'s variables.
           after = [scope.get_current_value(v) for v in template_variables]
         losses = self._loss_fn(labels, logits, num_classes)
         loss_sum = tf.reduce_sum(losses)
