@@ -10,6 +10,11 @@ r"""Offline transfer-learning demo: pretrain on digits 0-4, patch onto 5-9.
 3. A Markdown table of accuracy, trained parameters, stored parameters, patch
    file size and wall time is printed and written to `<workdir>/table.md`.
 
+The demo is a config, `experiments/configs/demo.py`, and one call,
+`run_demo`. Its flags are `experiments.run`'s (one per `RunConfig` field,
+their defaults the demo config's) for every run, plus `--patches` (the patch
+runs), `--pretrain_dataset` and `--pretrain_steps` (the backbone's run);
+`--steps` is `--train_steps`, the patch runs' length.
 Everything (checkpoints, TensorBoard logs, patches, JSON) goes under
 `--workdir`; `tensorboard --logdir <workdir>` shows every run. Rerunning with
 the same workdir reuses finished runs. No network and no files outside the
@@ -17,59 +22,56 @@ installed package are needed.
 """
 
 import os
-import shlex
 import time
+from typing import Any, Mapping, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import config_flags
 from experiments import logs
+from experiments.configs import demo as demo_config
 from k4p1 import atomic
 from k4p1 import core
 from k4p1 import workdir as workdir_lib
 
-DEMO_PATCHES = ("logits", "scale_bias+logits", "depthwise+logits",
-                "scale_bias+depthwise+logits", "full")
-
-flags.DEFINE_string("workdir", "/tmp/k4p1_demo", "Output directory.")
-flags.DEFINE_string("pretrain_dataset", "mnist5k:0-4", "Dataset the backbone "
-                    "is pretrained on.")
-flags.DEFINE_string("dataset", "mnist5k:5-9", "Dataset the patches learn.")
-flags.DEFINE_list("patches", list(DEMO_PATCHES), "Patch specs to train.")
-flags.DEFINE_float("alpha", 0.35, "MobileNetV2 width multiplier.")
-flags.DEFINE_integer("image_size", 32, "Input size in pixels.")
-flags.DEFINE_integer("batch_size", 64, "Global batch size.")
-flags.DEFINE_integer("pretrain_steps", 600, "Steps of backbone pretraining.")
-flags.DEFINE_integer("steps", 200, "Steps of each patch's training.")
-flags.DEFINE_float("learning_rate", core.defaults.PAPER_LEARNING_RATE,
-                   f"Learning rate per {core.defaults.REFERENCE_BATCH} images "
-                   "(the paper's recipe; scaled with the batch size).")
-flags.DEFINE_float("bn_momentum", None, "Momentum of training-mode BN layers "
-                   "(default: the model's, Keras' 0.999; PreciseBN sets the "
-                   "statistics that evaluation and the patches use).")
-flags.DEFINE_integer("precise_bn_batches", core.RunConfig.precise_bn_batches,
-                     "PreciseBN batches (0: keep the moving averages).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_bool("deterministic", True, "TensorFlow op determinism: the same "
-                  "table on every run of the same build and machine.")
-flags.DEFINE_string("data_dir", None, "Directory with another mnist_5k.csv.gz.")
-
+MODULE = "experiments.demo"
+# The demo's own flags, beside the config's.
+DEMO_FLAGS = ("patches", "pretrain_dataset", "pretrain_steps")
 FLAGS = flags.FLAGS
-_DEMO_FLAGS = ("workdir", "pretrain_dataset", "dataset", "patches", "alpha",
-               "image_size", "batch_size", "pretrain_steps", "steps",
-               "learning_rate", "bn_momentum", "precise_bn_batches", "seed",
-               "deterministic", "data_dir")
 
 
-def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
-             alpha: float, image_size: int, batch_size: int,
-             pretrain_steps: int, steps: int, learning_rate: float,
-             bn_momentum=None, seed: int = 0, data_dir=None,
-             command=None,
-             precise_bn_batches: int = core.RunConfig.precise_bn_batches,
-             deterministic: bool = True) -> dict:
-  """Pretrains a backbone, then trains each patch on it; returns the rows.
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """The config's flags, starting from the demo config, and the demo's own."""
+  config_flags.define_flags(flag_values)
+  if "patches" not in flag_values:
+    args = dict(flag_values=flag_values)
+    flags.DEFINE_list("patches", list(demo_config.PATCHES),
+                      "Patch specs to train on the backbone, one run each.",
+                      **args)
+    flags.DEFINE_string("pretrain_dataset", demo_config.PRETRAIN["dataset"],
+                        "Dataset the backbone is trained on from scratch.",
+                        **args)
+    flags.DEFINE_integer("pretrain_steps", demo_config.PRETRAIN["train_steps"],
+                         "Steps of the backbone's training.", **args)
+    flags.DEFINE_alias("steps", "train_steps", **args)
+  config_flags.start_from("demo", flag_values)
+
+
+def run_demo(config: core.RunConfig,
+             patch_specs: Sequence[str] = demo_config.PATCHES,
+             pretrain: Mapping[str, Any] = demo_config.PRETRAIN,
+             command=None) -> dict:
+  """Trains a backbone, then each patch on it; returns the rows.
+
+  Args:
+    config: every patch run's settings; `config.workdir` holds the runs
+      (`pretrain/`, then one directory per patch).
+    patch_specs: one patch run each, on the backbone.
+    pretrain: the backbone run's settings on top of `config` (it trains
+      every weight: `train.pretrain_backbone`).
+    command: the command line every run records.
 
   Returns:
     {"pretrain": results of the backbone run, "rows": [one dict per patch:
@@ -78,27 +80,21 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
   """
   logs.import_tensorflow_quietly()
   from k4p1 import train  # pylint: disable=g-import-not-at-top
-  logging.info("Demo: a MobileNetV2 (alpha %s, %d px) trained from scratch on "
+  logging.info("Demo: a MobileNetV2 (alpha %s, %s px) trained from scratch on "
                "%s, then %d patches of it trained on %s. Logs, checkpoints and "
-               "TensorBoard under %s.", alpha, image_size, pretrain_dataset,
-               len(patch_specs), dataset, workdir)
-  common = dict(model="mobilenet_v2", alpha=alpha, image_size=image_size,
-                batch_size=batch_size, learning_rate=learning_rate,
-                bn_momentum=bn_momentum, seed=seed, data_dir=data_dir,
-                precise_bn_batches=precise_bn_batches,
-                deterministic=deterministic, eval_every=0, checkpoint_every=100, summary_every=10)
+               "TensorBoard under %s.", config.alpha, config.image_size,
+               pretrain["dataset"], len(patch_specs), config.dataset,
+               config.workdir)
   began = time.time()
-  pretrain = train.pretrain_backbone(train.RunConfig(
-      workdir=os.path.join(workdir, "pretrain"), weights=None,
-      dataset=pretrain_dataset, train_steps=pretrain_steps, **common),
-      command=command)
+  backbone = config.replace(**core.merge_overrides(
+      {}, dict(pretrain, workdir=os.path.join(config.workdir, "pretrain"))))
+  pretrained = train.pretrain_backbone(backbone, command=command)
   rows = []
   for spec in patch_specs:
     started = time.time()
-    results = train.run(train.RunConfig(
-        workdir=os.path.join(workdir, spec.replace("+", "_")),
-        weights=pretrain["backbone_weights"], dataset=dataset, patch=spec,
-        train_steps=steps, **common), command=command)
+    results = train.run(config.replace(
+        workdir=os.path.join(config.workdir, spec.replace("+", "_")),
+        weights=pretrained["backbone_weights"], patch=spec), command=command)
     rows.append({
         "patch": results["patch"],
         "accuracy": next(iter(results["tasks"].values()))["accuracy"],
@@ -107,8 +103,8 @@ def run_demo(workdir: str, pretrain_dataset: str, dataset: str, patch_specs,
         "patch_bytes": results["patch_file_bytes"],
         "wall_s": time.time() - started,
     })
-  return {"pretrain": pretrain, "rows": rows, "steps": steps, "dataset": dataset,
-          "wall_s": time.time() - began}
+  return {"pretrain": pretrained, "rows": rows, "steps": config.train_steps,
+          "dataset": config.dataset, "wall_s": time.time() - began}
 
 
 def format_table(demo: dict) -> str:
@@ -134,29 +130,39 @@ def format_table(demo: dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv):
+def run_from_flags(argv) -> dict:
+  """The parsed flags -> the demo config -> `run_demo`; prints and writes the table."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logs.import_tensorflow_quietly()
   logs.configure(compact=True)
-  demo = run_demo(
-      FLAGS.workdir, FLAGS.pretrain_dataset, FLAGS.dataset, FLAGS.patches,
-      alpha=FLAGS.alpha, image_size=FLAGS.image_size,
-      batch_size=FLAGS.batch_size, pretrain_steps=FLAGS.pretrain_steps,
-      steps=FLAGS.steps, learning_rate=FLAGS.learning_rate,
-      bn_momentum=FLAGS.bn_momentum, seed=FLAGS.seed, data_dir=FLAGS.data_dir,
-      precise_bn_batches=FLAGS.precise_bn_batches,
-      deterministic=FLAGS.deterministic,
-      command=shlex.join(["python", "-m", "experiments.demo"] +
-                         [FLAGS[name].serialize() for name in _DEMO_FLAGS
-                          if FLAGS[name].value is not None]))
+  try:
+    config = config_flags.build_config(FLAGS)
+  except ValueError as e:
+    logs.fatal(f"Flags parsing error: {e}")
+  pretrain = dict(demo_config.PRETRAIN, dataset=FLAGS.pretrain_dataset,
+                  train_steps=FLAGS.pretrain_steps)
+  command = config_flags.command_line(MODULE, FLAGS, DEMO_FLAGS)
+  demo = run_demo(config, FLAGS.patches, pretrain, command=command)
   table = format_table(demo)
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  atomic.write_text_atomic(os.path.join(FLAGS.workdir, "table.md"), table + "\n")
-  workdir_lib.write_json_atomic(os.path.join(FLAGS.workdir, "demo.json"),
+  os.makedirs(config.workdir, exist_ok=True)
+  atomic.write_text_atomic(os.path.join(config.workdir, "table.md"), table + "\n")
+  workdir_lib.write_json_atomic(os.path.join(config.workdir, "demo.json"),
                                 {"rows": demo["rows"], "wall_s": demo["wall_s"]})
   print(table)
+  return demo
+
+
+def app_main(argv) -> None:
+  """absl's main: `run_from_flags`, returning nothing (absl exits with it)."""
+  run_from_flags(argv)
+
+
+def main(argv=None) -> None:
+  """Defines the flags, parses `argv` (default: the command line), runs the demo."""
+  define_flags()
+  app.run(app_main, argv=argv)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  main()

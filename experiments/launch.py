@@ -5,8 +5,9 @@ r"""Runs the rows of a table config into one results directory.
       [--seeds=0,1,2] [--data_dir=... --weights=... --train_steps=...]
 
 Each row of the config's `get_rows()` runs as its own process,
-`python -m experiments.<entry> --config=<config>@<row_id>
---workdir=<results_dir>/<row_id> <extra flags>`, so that rows share no
+`python -m experiments.run --config=<config>@<row_id>
+--workdir=<results_dir>/<row_id> <extra flags>` (the entry point of every
+kind of run, which it reads from the row's fields), so that rows share no
 TensorFlow state and a failed row does not stop the others. Flags the
 launcher does not know (after its own) are passed to every row and override
 the config. Rows whose workdir already has results.json are skipped, so a
@@ -25,6 +26,7 @@ code and wall time to `<results_dir>/logs/<row_id>.json`. Afterwards:
 `python -m experiments.make_tables --results_dir=<results_dir>`.
 """
 
+import functools
 import json
 import os
 import shlex
@@ -41,32 +43,35 @@ from k4p1 import atomic
 from k4p1 import paths
 from k4p1 import workdir as workdir_lib
 
-# The launcher's own flags live apart from absl's global FLAGS: the entry
-# points define flags of the same names (--config) and a process (a test) may
-# import both. Flags not defined here are passed through to the rows.
-LAUNCH_FLAGS = flags.FlagValues()
-flags.DEFINE_string("config", None, "Table config from experiments/configs/ "
-                    "(one that defines get_rows()); required.",
-                    flag_values=LAUNCH_FLAGS)
-flags.DEFINE_string("results_dir", None, "Directory for the rows' workdirs "
-                    "(<results_dir>/<row_id>) and logs.", flag_values=LAUNCH_FLAGS)
-flags.DEFINE_string("row", None, "Run only this row: an index (as --list "
-                    "prints) or a row id. Default: every row, in order.",
-                    flag_values=LAUNCH_FLAGS)
-flags.DEFINE_bool("list", False, "Print the rows (index, id, entry, status) "
-                  "and exit.", flag_values=LAUNCH_FLAGS)
-flags.DEFINE_bool("dry_run", False, "Print each row's command; run nothing.",
-                  flag_values=LAUNCH_FLAGS)
-flags.DEFINE_list("seeds", None, "Run every row once per seed (e.g. 0,1,2), "
-                  "into <row_id>-seed<N>; default: the config's SEEDS, or "
-                  "one run per row with the config's seed.",
-                  flag_values=LAUNCH_FLAGS)
-flags.DEFINE_string("python", sys.executable, "Python interpreter of the rows.",
-                    flag_values=LAUNCH_FLAGS)
-
-FLAGS = LAUNCH_FLAGS
 RESULTS_FILE = workdir_lib.RESULTS_FILE
 LOG_DIR = "logs"
+
+
+def define_flags() -> flags.FlagValues:
+  """The launcher's own flags, apart from absl's global ones.
+
+  The entry point has flags of the same names (--config); flags not defined
+  here are passed through to the rows.
+  """
+  launch_flags = flags.FlagValues()
+  args = dict(flag_values=launch_flags)
+  flags.DEFINE_string("config", None, "Table config from experiments/configs/ "
+                      "(one that defines get_rows()); required.", **args)
+  flags.DEFINE_string("results_dir", None, "Directory for the rows' workdirs "
+                      "(<results_dir>/<row_id>) and logs.", **args)
+  flags.DEFINE_string("row", None, "Run only this row: an index (as --list "
+                      "prints) or a row id. Default: every row, in order.",
+                      **args)
+  flags.DEFINE_bool("list", False, "Print the rows (index, id, kind of run, "
+                    "status) and exit.", **args)
+  flags.DEFINE_bool("dry_run", False, "Print each row's command; run nothing.",
+                    **args)
+  flags.DEFINE_list("seeds", None, "Run every row once per seed (e.g. 0,1,2), "
+                    "into <row_id>-seed<N>; default: the config's SEEDS, or "
+                    "one run per row with the config's seed.", **args)
+  flags.DEFINE_string("python", sys.executable, "Python interpreter of the "
+                      "rows.", **args)
+  return launch_flags
 
 
 def expand_seeds(rows, seeds) -> list:
@@ -92,12 +97,17 @@ def expand_seeds(rows, seeds) -> list:
           for row in rows for seed in seeds]
 
 
+def row_kind(run: dict) -> str:
+  """The kind of run of a row, or of one seed's run of it (`expand_seeds`)."""
+  return configs.row_kind({k: v for k, v in run.items() if k != "run_id"})
+
+
 def row_command(config: str, row: dict, results_dir: str, extra_flags,
                 python: str = "python") -> list:
   """The argv that runs `row` of table `config` into its workdir."""
   run_id = row.get("run_id", row["row_id"])
   seed = [f"--seed={row['seed']}"] if row.get("seed") is not None else []
-  return [python, "-m", configs.ENTRY_POINTS[row["entry"]],
+  return [python, "-m", configs.ENTRY_POINT,
           f"--config={config}{configs.ROW_SEPARATOR}{row['row_id']}",
           f"--workdir={os.path.join(results_dir, run_id)}",
           *seed, *extra_flags]
@@ -183,7 +193,7 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
     code = run_row(command, os.path.join(log_dir, f"{row_id}.log"))
     wall = time.time() - began
     record = {
-        "row_id": row_id, "config": config, "entry": row["entry"],
+        "row_id": row_id, "config": config, "kind": row_kind(row),
         "seed": row.get("seed"),
         "command": shlex.join(command), "returncode": code, "wall_s": wall,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -194,56 +204,53 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
   return outcome
 
 
-def _fatal(error: Exception) -> None:
-  """Exits with a one-line error (the message names the valid choices)."""
-  print(f"FATAL {error}", file=sys.stderr)
-  sys.exit(1)
-
-
-def main(argv):
+def app_main(argv, launch_flags: flags.FlagValues) -> None:
+  """Runs (or lists) the rows; absl's main once `launch_flags` are parsed."""
   extra_flags = argv[1:]
   bad = [a for a in extra_flags if not a.startswith("-")]
   if bad:
-    _fatal(ValueError(f"Unexpected arguments {bad}: extra arguments must be "
-                      "flags (--name=value) for the rows."))
+    logs.fatal(f"Unexpected arguments {bad}: extra arguments must be flags "
+               "(--name=value) for the rows.")
   for own in ("workdir", "config"):
     if own in given_flag_names(extra_flags):
-      _fatal(ValueError(f"--{own} is set by the launcher for every row."))
-  if not FLAGS.config:
-    _fatal(ValueError("--config is required: a table config, one of "
-                      f"{', '.join(n for n in configs.available() if configs.is_table(n))}."))
-  if FLAGS.seeds and "seed" in given_flag_names(extra_flags):
-    _fatal(ValueError("Pass --seeds or --seed, not both."))
-  if FLAGS.results_dir and paths.is_url(FLAGS.results_dir):
+      logs.fatal(f"--{own} is set by the launcher for every row.")
+  config = launch_flags.config
+  if not config:
+    logs.fatal("--config is required: a table config, one of "
+               f"{', '.join(n for n in configs.available() if configs.is_table(n))}.")
+  if launch_flags.seeds and "seed" in given_flag_names(extra_flags):
+    logs.fatal("Pass --seeds or --seed, not both.")
+  results_dir = launch_flags.results_dir
+  if results_dir and paths.is_url(results_dir):
     logs.import_tensorflow_quietly()  # Read and written through tf.io.gfile.
   try:
-    all_rows = configs.load_rows(FLAGS.config)
+    all_rows = configs.load_rows(config)
     rows = all_rows
-    if FLAGS.row is not None:
-      rows = [configs.select_row(rows, FLAGS.row, FLAGS.config)]
-    seeds = FLAGS.seeds
+    if launch_flags.row is not None:
+      rows = [configs.select_row(rows, launch_flags.row, config)]
+    seeds = launch_flags.seeds
     if seeds is None and "seed" not in given_flag_names(extra_flags):
-      seeds = configs.seeds(FLAGS.config)
+      seeds = configs.seeds(config)
     runs = expand_seeds(rows, seeds)
   except ValueError as e:
-    _fatal(e)
-  if FLAGS.list:
+    logs.fatal(e)
+  if launch_flags.list:
     index = {row["row_id"]: i for i, row in enumerate(all_rows)}
     for run in runs:
-      print(f"{index[run['row_id']]:3d}  {run['run_id']}  [{run['entry']}]  "
-            f"{row_status(run, FLAGS.results_dir)}")
+      print(f"{index[run['row_id']]:3d}  {run['run_id']}  "
+            f"[{row_kind(run)}]  {row_status(run, results_dir)}")
     return
-  if not FLAGS.results_dir:
-    _fatal(ValueError("--results_dir is required (except with --list)."))
+  if not results_dir:
+    logs.fatal("--results_dir is required (except with --list).")
   try:
-    check_required(FLAGS.config, rows, extra_flags)
+    check_required(config, rows, extra_flags)
   except ValueError as e:
-    _fatal(e)
+    logs.fatal(e)
   began = time.time()
-  outcome = launch(FLAGS.config, FLAGS.results_dir, runs, extra_flags,
-                   FLAGS.python, dry_run=FLAGS.dry_run)
+  outcome = launch(config, results_dir, runs, extra_flags, launch_flags.python,
+                   dry_run=launch_flags.dry_run)
   failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
-  print(f"[launch] {len(outcome)} row(s) of {FLAGS.config} in "
+  print(f"[launch] {len(outcome)} row(s) of {config} in "
         f"{time.time() - began:.0f} s: "
         f"{sum(v == 'ok' for v in outcome.values())} run, "
         f"{sum(v == 'done' for v in outcome.values())} already done, "
@@ -253,13 +260,21 @@ def main(argv):
     sys.exit(1)
 
 
-def parse_known_flags(argv):
+def parse_known_flags(argv, launch_flags: flags.FlagValues):
   """Parses the launcher's and absl's flags; leaves the others for the rows."""
   if any(arg in ("-h", "--help", "--helpshort") for arg in argv[1:]):
-    print(__doc__ + "\nflags:\n" + LAUNCH_FLAGS.main_module_help())
+    print(__doc__ + "\nflags:\n" + launch_flags.main_module_help())
     sys.exit(0)
-  return flags.FLAGS(LAUNCH_FLAGS(argv, known_only=True), known_only=True)
+  return flags.FLAGS(launch_flags(argv, known_only=True), known_only=True)
+
+
+def main(argv=None) -> None:
+  """Defines the flags, parses `argv` (default: the command line), launches."""
+  launch_flags = define_flags()
+  app.run(functools.partial(app_main, launch_flags=launch_flags), argv=argv,
+          flags_parser=functools.partial(parse_known_flags,
+                                         launch_flags=launch_flags))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_known_flags)
+  main()

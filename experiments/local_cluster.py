@@ -4,8 +4,9 @@ r"""Runs a multi-worker job on this machine: one process per worker on 127.0.0.1
       --model=mobilenet_v2 --alpha=0.35 --image_size=32 --weights=none \
       --patch=scale_bias+logits --batch_size=32 --train_steps=40 --workdir=runs/mw
 
-Each worker runs `python -m experiments.<entry> <flags> --strategy=multi_worker`
-with its own `TF_CONFIG`, on free loopback ports. Every output line is printed
+Each worker runs `python -m experiments.run <flags> --strategy=multi_worker`
+with its own `TF_CONFIG`, on free loopback ports (the kind of run comes from
+the flags; `--entry`, which named the entry point, is accepted and ignored). Every output line is printed
 with the worker's prefix (`[w0] ...`). The launcher exits 0 when every worker
 did, and otherwise with the first failing worker's code. When the job was
 preempted (a worker got SIGTERM, so the cluster saved a checkpoint and exited
@@ -27,18 +28,24 @@ import time
 from absl import flags
 
 from experiments import configs
+from experiments import logs
 
-CLUSTER_FLAGS = flags.FlagValues()
-flags.DEFINE_integer("workers", 2, "Worker processes.", lower_bound=1,
-                     flag_values=CLUSTER_FLAGS)
-flags.DEFINE_enum("entry", "transfer", list(configs.ENTRY_POINTS),
-                  "Entry point every worker runs.", flag_values=CLUSTER_FLAGS)
-flags.DEFINE_integer("max_restarts", 0, "Restarts of the whole job after a "
-                     "preemption (exit code 42).", lower_bound=0,
-                     flag_values=CLUSTER_FLAGS)
-flags.DEFINE_float("timeout_secs", 3600.0, "Kill every worker after this long.",
-                   flag_values=CLUSTER_FLAGS)
 RESTART_CODE = 42  # PreemptionCheckpointHandler's exit code after its save.
+
+
+def define_flags() -> flags.FlagValues:
+  """The launcher's flags, apart from absl's global ones (the workers' flags)."""
+  cluster_flags = flags.FlagValues()
+  args = dict(flag_values=cluster_flags)
+  flags.DEFINE_integer("workers", 2, "Worker processes.", lower_bound=1, **args)
+  flags.DEFINE_enum("entry", None, ["transfer", "multitask"], "Ignored: every "
+                    f"worker runs {configs.ENTRY_POINT}, which reads the kind "
+                    "of run from its flags (kept for older commands).", **args)
+  flags.DEFINE_integer("max_restarts", 0, "Restarts of the whole job after a "
+                       "preemption (exit code 42).", lower_bound=0, **args)
+  flags.DEFINE_float("timeout_secs", 3600.0, "Kill every worker after this "
+                     "long.", **args)
+  return cluster_flags
 
 
 def free_ports(count: int) -> list:
@@ -73,7 +80,7 @@ def start_workers(module: str, run_flags: list, count: int, sink=None) -> list:
   """Starts the workers; returns their `subprocess.Popen`s.
 
   Args:
-    module: the entry point, e.g. "experiments.transfer".
+    module: the entry point, e.g. "experiments.run".
     run_flags: its flags (`--strategy=multi_worker` is added).
     count: workers.
     sink: where the prefixed output lines go (`write`, `flush`); stdout.
@@ -122,22 +129,22 @@ def run_job(module: str, run_flags: list, workers: int, max_restarts: int,
 
 
 def main(argv) -> int:
-  """`argv`: the launcher's flags, "--", then the flags every worker gets."""
+  """`argv`: the launcher's flags, "--", then the flags every worker gets.
+
+  Returns the job's exit code; exits with 1 (one `FATAL` line) on bad flags.
+  """
+  cluster_flags = define_flags()
   args = list(argv[1:])
   split = args.index("--") if "--" in args else len(args)
   try:
-    CLUSTER_FLAGS([argv[0]] + args[:split])
+    cluster_flags([argv[0]] + args[:split])
   except flags.Error as e:
-    print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
-    return 1
+    logs.fatal(f"Flags parsing error: {e}")
   run_flags = args[split + 1:]
   if any(f.startswith("--strategy") for f in run_flags):
-    print("FATAL local_cluster sets --strategy=multi_worker itself.",
-          file=sys.stderr)
-    return 1
-  return run_job(configs.ENTRY_POINTS[CLUSTER_FLAGS.entry], run_flags,
-                 CLUSTER_FLAGS.workers, CLUSTER_FLAGS.max_restarts,
-                 CLUSTER_FLAGS.timeout_secs)
+    logs.fatal("local_cluster sets --strategy=multi_worker itself.")
+  return run_job(configs.ENTRY_POINT, run_flags, cluster_flags.workers,
+                 cluster_flags.max_restarts, cluster_flags.timeout_secs)
 
 
 if __name__ == "__main__":

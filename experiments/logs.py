@@ -18,6 +18,9 @@ TensorFlow's:
   the verbosity is DEBUG, and removes the handler TensorFlow adds to its logger
   when imported before absl's is set up, which printed each of its warnings
   twice.
+
+An entry point that stops on a problem the user fixes (a bad flag, a missing
+dataset) says so in one line, `fatal`, instead of a traceback.
 """
 
 import contextlib
@@ -27,6 +30,7 @@ import re
 import sys
 import tempfile
 import time
+from typing import NoReturn
 
 from absl import logging
 
@@ -40,6 +44,12 @@ IMPORT_CHATTER = re.compile(
     r"oneDNN custom operations are on")
 # TensorFlow Python log messages that are chatter at INFO verbosity.
 TF_CHATTER = re.compile(r"^Sharding callback duration")
+
+
+def fatal(message) -> NoReturn:
+  """Exits with status 1 after `FATAL <message>` on stderr (one line to act on)."""
+  print(f"FATAL {message}", file=sys.stderr)
+  sys.exit(1)
 
 
 @contextlib.contextmanager

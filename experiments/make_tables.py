@@ -20,22 +20,37 @@ from experiments import logs
 from k4p1 import paths
 from k4p1 import report
 
-_RESULTS_DIR = flags.DEFINE_string(
-    "results_dir", None, "Directory holding run workdirs (searched at any depth).",
-    required=True)
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory; default --results_dir.")
-_FORMAT = flags.DEFINE_list("format", list(report.FORMATS),
-                            f"Outputs to write, any of: {', '.join(report.FORMATS)}.")
+FLAGS = flags.FLAGS
 
 
-def main(argv):
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """Defines the flags (once: a no-op after)."""
+  if "results_dir" in flag_values:
+    return
+  args = dict(flag_values=flag_values)
+  flags.DEFINE_string("results_dir", None, "Directory holding run workdirs "
+                      "(searched at any depth).", required=True, **args)
+  flags.DEFINE_string("out_dir", None, "Output directory; default "
+                      "--results_dir.", **args)
+  flags.DEFINE_list("format", list(report.FORMATS), "Outputs to write, any of: "
+                    f"{', '.join(report.FORMATS)}.", **args)
+
+
+def app_main(argv) -> None:
+  """Writes the report; absl's main once the flags are parsed."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if any(d and paths.is_url(d) for d in (_RESULTS_DIR.value, _OUT_DIR.value)):
+  if any(d and paths.is_url(d) for d in (FLAGS.results_dir, FLAGS.out_dir)):
     logs.import_tensorflow_quietly()
-  for path in report.write_report(_RESULTS_DIR.value, _OUT_DIR.value, _FORMAT.value):
+  for path in report.write_report(FLAGS.results_dir, FLAGS.out_dir, FLAGS.format):
     logging.info("wrote %s", path)
 
 
+def main(argv=None) -> None:
+  """Defines the flags, parses `argv` (default: the command line), runs."""
+  define_flags()
+  app.run(app_main, argv=argv)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  main()

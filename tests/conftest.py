@@ -91,7 +91,13 @@ def shared_data() -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def parsed_flags():
-  """Marks absl flags parsed, for modules that read flag defaults outside main."""
+  """The entry point's flags (one per `RunConfig` field), defined and parsed.
+
+  Entry points define their flags in `main`; a test sets them with
+  `flagsaver` and calls `experiments.run.run_from_flags`.
+  """
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from experiments import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.define_flags()
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()

@@ -1,16 +1,19 @@
-"""Table configs (`get_rows()`): the paper's settings, row ids and `name@row` loading."""
+"""Configs: every one loads; tables' rows (the paper's settings), row ids, `name@row`."""
 
 import re
 
 import pytest
 
 from experiments import configs
+from k4p1 import core
 from k4p1 import patches
 from k4p1 import train
 
+# Every table whose rows' checks need no prepared data (paper_taps' tfds:
+# datasets are looked up in TFDS's data directory).
 TABLES = ("paper_transfer_mobilenet_v2", "paper_transfer_inception_v3",
           "paper_lr_sweep", "paper_multitask", "paper_multires",
-          "ssd_to_imagenet", "cpu_scale")
+          "ssd_to_imagenet", "cpu_scale", "cpu_scale_32px_copy", "cpu_scale_taps")
 PAPER_DATASETS = {"cifar10", "cifar100", "cars196", "fgvc_aircraft",
                   "oxford_flowers102", "places365_small"}
 
@@ -24,6 +27,26 @@ def config_for(row, workdir):
   return train.RunConfig.from_dict({**values, "workdir": str(workdir)})
 
 
+@pytest.mark.parametrize("name", configs.available())
+def test_every_config_loads_and_every_row_is_a_config(name, tmp_path):
+  """`get_config()` of every config, and `get_rows()` of every table, make configs."""
+  base = config_for(configs.load_overrides(name), tmp_path)
+  assert base.experiment in core.choices.EXPERIMENTS
+  if not configs.is_table(name):
+    return
+  rows = configs.load_rows(name)
+  assert rows
+  ids = [row["row_id"] for row in rows]
+  assert len(set(ids)) == len(ids)
+  for row in rows:
+    assert "entry" not in row
+    assert re.fullmatch(r"[A-Za-z0-9_.+=-]+", row["row_id"]), row["row_id"]
+    config = config_for(row, tmp_path)
+    assert configs.row_kind(row) == config.experiment
+    assert configs.load_overrides(f"{name}@{row['row_id']}") == {
+        k: v for k, v in row.items() if k not in configs.LAUNCH_KEYS}
+
+
 def test_every_table_is_listed_and_has_rows():
   assert set(TABLES) <= set(configs.available())
   for name in TABLES:
@@ -33,13 +56,8 @@ def test_every_table_is_listed_and_has_rows():
 
 
 @pytest.mark.parametrize("name", TABLES)
-def test_every_row_is_a_valid_config_of_its_entry(name, tmp_path):
-  rows = configs.load_rows(name)
-  ids = [row["row_id"] for row in rows]
-  assert len(set(ids)) == len(ids)
-  for row in rows:
-    assert re.fullmatch(r"[A-Za-z0-9_.+=-]+", row["row_id"]), row["row_id"]
-    assert row["entry"] in configs.ENTRY_POINTS
+def test_every_row_passes_the_runs_checks(name, tmp_path):
+  for row in configs.load_rows(name):
     train.check_config(config_for(row, tmp_path))  # Raises on any bad field.
 
 
@@ -62,7 +80,7 @@ def test_paper_transfer_tables_have_the_papers_grid():
       expected = 256 if row["dataset"] == "places365_small" else size
       assert row["image_size"] == expected
       assert row["learning_rate"] == 0.045 and row["weights"] == "imagenet"
-      assert row["entry"] == "transfer"
+      assert configs.row_kind(row) == "transfer"
 
 
 def test_lr_sweep_brackets_the_papers_rate_for_three_patches():
@@ -76,14 +94,16 @@ def test_lr_sweep_brackets_the_papers_rate_for_three_patches():
     assert sum(lr < 0.045 for lr in lrs) >= 2 and sum(lr > 0.045 for lr in lrs) >= 2
 
 
-def test_multitask_and_multires_rows_use_the_multitask_entry():
+def test_multitask_and_multires_rows_are_read_as_their_kinds():
   multitask = configs.load_rows("paper_multitask")
-  assert all(r["entry"] == "multitask" and len(r["tasks"]) >= 2 for r in multitask)
+  assert all(configs.row_kind(r) == "multitask" and len(r["tasks"]) >= 2
+             for r in multitask)
   assert {r["shared"] for r in multitask} == {"frozen", "trained"}
   multires = configs.load_rows("paper_multires")
   for row in multires:
     config = train.resolve(config_for(row, "/tmp/unused")).config
-    assert config.experiment == "multires" and len(config.resolutions) >= 3
+    assert config.experiment == configs.row_kind(row) == "multires"
+    assert len(config.resolutions) >= 3
 
 
 def test_ssd_config_needs_weights_and_has_the_baselines(tmp_path):
@@ -100,7 +120,8 @@ def test_ssd_config_needs_weights_and_has_the_baselines(tmp_path):
 
 def test_cpu_scale_covers_every_patch_the_sweep_and_a_multitask_run():
   rows = configs.load_rows("cpu_scale")
-  transfer = [r for r in rows if r["entry"] == "transfer" and r["dataset"] == "mnist5k"]
+  transfer = [r for r in rows
+              if configs.row_kind(r) == "transfer" and r["dataset"] == "mnist5k"]
   at_paper_lr = {str(patches.PatchSpec.parse(r["patch"])) for r in transfer
                  if r["learning_rate"] == 0.045}
   assert {str(patches.PatchSpec.parse(k)) for k in (
@@ -108,12 +129,12 @@ def test_cpu_scale_covers_every_patch_the_sweep_and_a_multitask_run():
       "scale_bias+depthwise+logits", "full")} <= at_paper_lr
   for spec in ("logits", "scale_bias+logits", "full"):
     assert len({r["learning_rate"] for r in transfer if r["patch"] == spec}) >= 4
-  multitask = [r for r in rows if r["entry"] == "multitask"]
+  multitask = [r for r in rows if configs.row_kind(r) == "multitask"]
   assert multitask and all(2 <= len(r["tasks"]) <= 3 for r in multitask)
   # Each multi-task task also runs alone with the same patch: the baseline.
   for row in multitask:
     for task in row["tasks"]:
-      assert any(r["entry"] == "transfer" and r["dataset"] == task
+      assert any(configs.row_kind(r) == "transfer" and r["dataset"] == task
                  and r["patch"] == row["patch"] for r in rows)
 
 
@@ -138,6 +159,33 @@ def test_bad_rows_are_refused(tmp_path):
   with pytest.raises(ValueError, match="repeats row ids"):
     configs.load_rows(str(path))
   path.write_text("def get_config():\n  return {}\n"
-                  "def get_rows():\n  return [{'entry': 'pretrain'}]\n")
-  with pytest.raises(ValueError, match="entry 'pretrain'.*transfer, multitask"):
+                  "def get_rows():\n  return [{'patch': 'logits', 'lr': 0.1}]\n")
+  with pytest.raises(ValueError, match="Row 0 of config .*Unknown config field.*'lr'"):
     configs.load_rows(str(path))
+
+
+def test_old_rows_naming_their_entry_point_load_as_before(tmp_path):
+  """"entry" (older configs) is ignored: the fields give the kind and the id."""
+  path = tmp_path / "old_table.py"
+  path.write_text(
+      "def get_config():\n  return {'dataset': 'mnist5k'}\n"
+      "def get_rows():\n  return [{'entry': 'transfer', 'patch': 'logits'},\n"
+      "    {'entry': 'multitask', 'tasks': ('mnist5k:0-4', 'mnist5k:5-9')}]\n")
+  rows = configs.load_rows(str(path))
+  assert [r["row_id"] for r in rows] == [
+      "mobilenet_v2-mnist5k-logits-lr0.045",
+      "mobilenet_v2-mt-mnist5k_0-4+mnist5k_5-9-scale_bias+logits-frozen-lr0.045"]
+  assert [configs.row_kind(r) for r in rows] == ["transfer", "multitask"]
+  assert "entry" not in configs.load_overrides(f"{path}@1")
+
+
+def test_row_ids_take_every_unset_setting_from_the_run_configs_defaults():
+  default = core.RunConfig()
+  assert configs.make_row_id({"dataset": "cifar10"}) == (
+      f"{default.model}-cifar10-{default.patch}-lr{default.learning_rate:g}")
+  assert configs.make_row_id({"dataset": "cifar10", "bn_init": "copy",
+                              "patch": "taps+logits"}) == (
+      "mobilenet_v2-cifar10-taps+logits-init_copy-"
+      f"lambda{default.taps_lambda:g}-lr0.045")
+  # No dataset: no dataset part (there is no default dataset).
+  assert configs.make_row_id({"patch": "logits"}) == "mobilenet_v2-logits-lr0.045"

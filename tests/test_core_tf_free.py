@@ -1,5 +1,5 @@
 """What must run without TensorFlow or Keras: the core, the report, the configs,
-the launcher's `--list` and `make_tables`.
+the entry points' imports, the launcher's `--list` and `make_tables`.
 
 Each check runs in a fresh interpreter (the test process has TensorFlow) and
 fails if `tensorflow` or `keras` is in `sys.modules` at the end.
@@ -35,8 +35,25 @@ def test_the_core_report_configs_and_entry_points_import_without_tensorflow():
       import experiments.configs as configs
       for name in configs.available():
         configs.load_module(name)
-      import experiments.config_flags, experiments.launch, experiments.local_cluster
-      import experiments.make_tables, experiments.multitask, experiments.transfer
+      import experiments, experiments.config_flags, experiments.launch
+      import experiments.local_cluster, experiments.make_tables, experiments.run
+      import experiments.multitask, experiments.transfer, experiments.demo
+      import experiments.check_folder_transfer
+      """)
+
+
+def test_importing_the_entry_points_defines_no_flag_and_leaves_stderr_alone():
+  """Flags are defined in each entry point's main; TensorFlow is imported there."""
+  _run("""
+      import os, sys
+      from absl import app, flags, logging  # absl's own flags.
+      before = set(flags.FLAGS)
+      stat = os.fstat(2)
+      import experiments.run, experiments.transfer, experiments.multitask
+      import experiments.demo, experiments.launch, experiments.local_cluster
+      import experiments.make_tables, experiments.check_folder_transfer
+      assert set(flags.FLAGS) == before, sorted(set(flags.FLAGS) - before)
+      assert os.fstat(2) == stat
       """)
 
 

@@ -16,8 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from experiments import config_flags
-from experiments import multitask
-from experiments import transfer
+from experiments import run as entry
 from k4p1 import data
 from k4p1.data import folder
 from k4p1.data import image_files
@@ -278,7 +277,7 @@ def test_transfer_runs_on_a_folder_dataset(tmp_path):
   workdir = tmp_path / "run"
   with flagsaver.flagsaver(workdir=str(workdir), dataset=f"folder:{root}",
                            image_size=32, eval_fraction=0.4, **TINY_RUN):
-    transfer.main(["transfer"])
+    entry.run_from_flags(["run"])
   results = json.loads((workdir / "results.json").read_text())
   task = results["tasks"]["folder_my_zoo"]
   assert task["num_classes"] == 3 and task["examples"] == 6  # 2 per class.
@@ -299,7 +298,7 @@ def test_multitask_runs_a_folder_task_next_to_a_tfds_task(tmp_path):
   with tfds.testing.mock_data(num_examples=8), flagsaver.flagsaver(
       workdir=str(workdir), tasks=[f"folder:{root}", "tfds:cifar10"],
       image_sizes=["32", "32"], patch="scale_bias+logits", **TINY_RUN):
-    multitask.main(["multitask"])
+    entry.run_from_flags(["run"])
   results = json.loads((workdir / "results.json").read_text())
   assert set(results["tasks"]) == {"folder_zoo", "tfds_cifar10"}
   assert results["tasks"]["folder_zoo"]["num_classes"] == 2

@@ -75,7 +75,7 @@ def test_runs_every_row_passes_flags_through_and_skips_finished_rows(
   assert [r["patch"] for r in done] == ["logits", "scale_bias+logits"]  # ...not the others.
   for row in done:
     argv = json.loads((results / row["row_id"] / "results.json").read_text())["argv"]
-    assert argv == ["-m", configs.ENTRY_POINTS[row["entry"]],
+    assert argv == ["-m", "experiments.run",
                     f"--config={table}@{row['row_id']}",
                     f"--workdir={results / row['row_id']}",
                     "--train_steps=2", "--data_dir=/data"]
@@ -111,7 +111,7 @@ def test_row_list_and_dry_run(tmp_path, table, fake_python):
   dry = run_launcher(f"--config={table}", f"--results_dir={results}", "--dry_run",
                      f"--row={rows[2]['row_id']}")
   assert dry.returncode == 0
-  assert "-m experiments.multitask" in dry.stdout and f"@{rows[2]['row_id']}" in dry.stdout
+  assert "-m experiments.run" in dry.stdout and f"@{rows[2]['row_id']}" in dry.stdout
   assert not (results / rows[2]["row_id"]).exists()
 
 

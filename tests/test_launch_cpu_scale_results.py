@@ -8,6 +8,8 @@ that every row of its config has a finished run with that row's settings.
   `bn_init` existed (trained BN layers started from the base's values, as
   `bn_init=copy` does) with the config now named `cpu_scale_32px_copy`
   (their commands name it `cpu_scale`, its name then);
+* `results/cpu_scale_taps/`: TAPS next to the fixed patches in that same
+  32-px setting, run the same day (config `cpu_scale_taps`);
 * `results/cpu_scale/`: the `cpu_scale` config (64 px, mnist5k and
   mnistm5k), once its runs are committed.
 """
@@ -18,17 +20,25 @@ import pathlib
 import pytest
 
 from experiments import configs
+from k4p1 import core
 from k4p1 import report
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 # (results directory, config, the config's name in the runs' commands, the
 # bn_init of rows that set none, the seeds every row must have run with).
 REPRODUCTIONS = [("cpu_scale_32px_copy", "cpu_scale_32px_copy", "cpu_scale", "copy",
+                  (0, 1, 2)),
+                 ("cpu_scale_taps", "cpu_scale_taps", "cpu_scale_taps", "copy",
                   (0, 1, 2))]
 if (RESULTS / "cpu_scale" / "tables.md").exists():
   # Committed with seed 0 of every row while seeds 1 and 2 still had to run
   # (its README says so): every run present is checked.
   REPRODUCTIONS.append(("cpu_scale", "cpu_scale", "cpu_scale", "preserve", (0,)))
+
+
+def _spec(text: str) -> str:
+  """A patch spec in canonical order ("logits+scale_bias")."""
+  return core.kinds.spec_string(core.kinds.parse(text))
 
 
 def _committed_runs(runs_dir, config_name, required):
@@ -68,7 +78,11 @@ def test_every_row_has_a_finished_run_with_its_settings(
     # Runs from before bn_init existed started as "copy" does.
     assert config.get("bn_init", "copy") == row.get("bn_init", bn_init)
     assert config.get("validation_fraction") == row.get("validation_fraction")
-    if row["entry"] == "multitask":
+    assert _spec(config["patch"]) == _spec(row["patch"])
+    # Runs from before taps_lambda existed ran with TAPS's default.
+    assert config.get("taps_lambda", core.defaults.TAPS_LAMBDA) == row.get(
+        "taps_lambda", core.defaults.TAPS_LAMBDA)
+    if configs.row_kind(row) == "multitask":
       assert config["tasks"] == list(row["tasks"])
     else:
       assert config["dataset"] == row["dataset"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import config_flags
-from experiments import multitask
+from experiments import run as entry
 from k4p1 import patches
 from k4p1 import train
 from k4p1.report import collect
@@ -82,7 +82,7 @@ def test_bad_flags_fail_before_building_anything(tmp_path, capsys):
   with flagsaver.flagsaver(workdir=str(tmp_path / "run"), tasks=["digits"],
                            task_sampling="bogus"):
     with pytest.raises(SystemExit) as exit_info:
-      multitask.main(["multitask"])
+      entry.run_from_flags(["run"])
   assert exit_info.value.code == 1
   assert "Unknown task_sampling 'bogus'" in capsys.readouterr().err
   assert not (tmp_path / "run").exists()
@@ -92,7 +92,7 @@ def test_sequential_needs_a_finished_run(tmp_path, capsys):
   with flagsaver.flagsaver(workdir=str(tmp_path), tasks=["digits"], sequential=True,
                            weights="none", alpha=0.35, image_size=32):
     with pytest.raises(SystemExit):
-      multitask.main(["multitask"])
+      entry.run_from_flags(["run"])
   assert "holds no finished multi-task run" in capsys.readouterr().err
 
 

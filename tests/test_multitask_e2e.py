@@ -1,4 +1,4 @@
-"""End-to-end runs of `experiments/multitask.py` on `tfds.testing.mock_data`.
+"""End-to-end multi-task runs of `experiments/run.py` on `tfds.testing.mock_data`.
 
 Three tasks with different class counts and image sizes (cifar10 at 32 px,
 cifar100 at 40 px, oxford_flowers102 at 48 px) on one tiny MobileNetV2 (alpha
@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from experiments import multitask
+from experiments import run as entry
 from k4p1 import data
 from k4p1 import models
 from k4p1 import patches
@@ -54,7 +54,7 @@ def run_main(env, workdir, results_dir=None, **overrides):
   settings.update(overrides)
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     with flagsaver.flagsaver(**settings):
-      multitask.main(["multitask"])
+      entry.run_from_flags(["run"])
   return json.loads(((results_dir or workdir) / "results.json").read_text())
 
 

@@ -1,7 +1,8 @@
-"""End-to-end runs of `experiments/transfer.py` on `tfds.testing.mock_data`.
+"""End-to-end transfer runs of `experiments/run.py` on `tfds.testing.mock_data`.
 
 One tiny run (MobileNetV2 0.35 at 32 px, random weights, 2 steps) per patch
-kind, through the absl `main`, checking what it leaves in the workdir.
+kind, through the entry point (`run_from_flags`, absl's main), checking what it
+leaves in the workdir.
 """
 
 import json
@@ -15,7 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from experiments import config_flags
-from experiments import transfer
+from experiments import run as entry
 from k4p1 import patches
 from helpers.summaries import event_tags
 
@@ -43,7 +44,7 @@ def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
         image_size=32, dataset="cifar10", patch=spec,
         batch_size=4, train_steps=2, eval_every=1, checkpoint_every=1,
         summary_every=1):
-      transfer.main(["transfer"])
+      entry.run_from_flags(["run"])
 
   results = json.loads((workdir / "results.json").read_text())
   config = json.loads((workdir / "config.json").read_text())
@@ -102,7 +103,7 @@ def test_transfer_main_writes_a_complete_workdir(spec, tmp_path):
 def test_bad_flag_values_fail_before_building_anything(tmp_path, capsys):
   with flagsaver.flagsaver(workdir=str(tmp_path / "run"), strategy="gpu"):
     with pytest.raises(SystemExit) as exit_info:
-      transfer.main(["transfer"])
+      entry.run_from_flags(["run"])
   assert exit_info.value.code == 1
   message = capsys.readouterr().err
   assert "Unknown strategy 'gpu'" in message and "mirrored" in message
@@ -136,7 +137,7 @@ def test_performance_options_run_end_to_end(options, tmp_path):
         workdir=str(workdir), model="mobilenet_v2", weights="none", alpha=0.35,
         image_size=32, dataset="cifar10", batch_size=4,
         train_steps=2, eval_every=0, checkpoint_every=0, summary_every=1, **options):
-      transfer.main(["transfer"])
+      entry.run_from_flags(["run"])
   import keras  # pylint: disable=g-import-not-at-top
   assert keras.config.dtype_policy().name == "float32"  # Restored after the run.
   results = json.loads((workdir / "results.json").read_text())

@@ -14,7 +14,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments import transfer
+from experiments import run as entry
 from helpers import report_testing as testing
 from helpers.summaries import event_tags
 from k4p1 import data
@@ -196,7 +196,7 @@ def test_transfer_run_reports_validation_accuracy(tmp_path):
       image_size=32, dataset="mnist5k:0-2", patch="scale_bias+logits",
       batch_size=32, train_steps=2, eval_every=1, checkpoint_every=0,
       summary_every=1, precise_bn_batches=200, validation_fraction=0.2):
-    transfer.main(["transfer"])
+    entry.run_from_flags(["run"])
   results = json.loads((workdir / "results.json").read_text())
   task = results["tasks"]["mnist5k_0-2"]
   assert task["examples"] == 300  # The test split, unchanged.

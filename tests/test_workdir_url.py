@@ -281,9 +281,9 @@ def _check_make_tables(runs_dir: str) -> None:
   """The report finds the runs at the URL and writes its tables there."""
   (run,) = report.collect_runs(runs_dir)
   assert run.workdir == "mt" and run.path == f"{runs_dir}/mt/results.json"
-  with flagsaver.flagsaver((make_tables._RESULTS_DIR, runs_dir),  # pylint: disable=protected-access
-                           (make_tables._FORMAT, ["md", "csv"])):  # pylint: disable=protected-access
-    make_tables.main(["make_tables"])
+  make_tables.define_flags()
+  with flagsaver.flagsaver(results_dir=runs_dir, format=["md", "csv"]):
+    make_tables.app_main(["make_tables"])
   document = paths.read_text(f"{runs_dir}/tables.md")
   assert "mnist5k_2-3" in document and "`mt`: `mt`" in document
   assert gfile.exists(

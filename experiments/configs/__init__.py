@@ -5,13 +5,15 @@ command line override it. `--config=<name>` loads `experiments/configs/<name>.py
 (or any `.py` file path).
 
 A *table* config also defines `get_rows() -> list[dict]`: one dict per table
-row, each a set of overrides on top of `get_config()`, plus the key "entry"
-("transfer" or "multitask": the `experiments/<entry>.py` that runs it) and
-optionally "row_id". `--config=<name>@<row_id>` (or `<name>@<index>`) loads
+row, each a set of overrides on top of `get_config()`, optionally with a
+"row_id". `--config=<name>@<row_id>` (or `<name>@<index>`) loads
 `get_config()` merged with that row, which is how `experiments.launch` hands a
-row to its entry point. A config whose module sets `REQUIRED_FLAGS` (e.g.
-`("weights",)`) holds a `required(...)` placeholder there that the user must
-replace with a flag.
+row to the entry point (`experiments.run`, `ENTRY_POINT`). The kind of run is
+read from the row's fields (`RunConfig.experiment`, `row_kind`); an "entry"
+key, which older configs give to name their entry point, is ignored. A config
+whose module sets `REQUIRED_FLAGS` (e.g. `("weights",)`) holds a
+`required(...)` placeholder there that the user must replace with a flag.
+Nothing here imports TensorFlow.
 """
 
 import importlib
@@ -20,12 +22,13 @@ import os
 import pkgutil
 
 from k4p1 import core
+from k4p1.core import run_kinds
 
-# Entry points a table row can name, and the module each one runs.
-ENTRY_POINTS = {"transfer": "experiments.transfer",
-                "multitask": "experiments.multitask"}
-DEFAULT_ENTRY = "transfer"
-# Row keys read by the launcher only (never passed to a runner's config).
+# The module that runs every row, whatever its kind of run.
+ENTRY_POINT = "experiments.run"
+# Row keys that are not config fields (never passed to a run's config):
+# "row_id" names the row's workdir; "entry" is ignored (older configs named
+# their entry point with it).
 LAUNCH_KEYS = ("entry", "row_id")
 ROW_SEPARATOR = "@"
 _REQUIRED_PREFIX = "REQUIRED: pass "
@@ -122,18 +125,19 @@ def seeds(name: str) -> tuple:
 def load_rows(name: str) -> list:
   """The rows of table config `name`: get_config() merged with each row.
 
-  Every row gets "entry" (default "transfer") and a "row_id" (given, or made
-  by `make_row_id`), unique within the table.
+  Every row gets a "row_id" (given, or made by `make_row_id`), unique within
+  the table; an "entry" key is dropped.
 
   Raises:
-    ValueError: not a table config, an unknown entry, or repeated row ids.
+    ValueError: not a table config, a row naming no config field, or
+      repeated row ids.
   """
   module = load_module(name)
   get_rows = getattr(module, "get_rows", None)
   if not callable(get_rows):
     raise ValueError(f"Config {name!r} is not a table: it has no get_rows(). "
-                     "Run it with its entry point, e.g. python -m "
-                     f"experiments.transfer --config={name}.")
+                     f"Run it with the entry point: python -m {ENTRY_POINT} "
+                     f"--config={name}.")
   base = _base_overrides(name, module)
   rows = []
   for index, overrides in enumerate(get_rows()):
@@ -141,12 +145,11 @@ def load_rows(name: str) -> list:
       raise ValueError(f"Row {index} of config {name!r} is not a dict: "
                        f"{overrides!r}.")
     row = core.merge_overrides(base, overrides)
-    row.setdefault("entry", DEFAULT_ENTRY)
-    if row["entry"] not in ENTRY_POINTS:
-      raise ValueError(f"Row {index} of config {name!r} has entry "
-                       f"{row['entry']!r}; valid choices: "
-                       f"{', '.join(ENTRY_POINTS)}.")
-    row["row_id"] = row.get("row_id") or make_row_id(row)
+    row.pop("entry", None)
+    try:
+      row["row_id"] = row.get("row_id") or make_row_id(row)
+    except ValueError as e:
+      raise ValueError(f"Row {index} of config {name!r}: {e}") from None
     rows.append(row)
   ids = [row["row_id"] for row in rows]
   repeated = sorted({i for i in ids if ids.count(i) > 1})
@@ -183,44 +186,64 @@ def _short_name(dataset: str) -> str:
   return dataset
 
 
-def make_row_id(row: dict) -> str:
-  """A readable directory name for a row.
+def row_config(row: dict) -> core.RunConfig:
+  """`RunConfig` with a row's settings ("row_id" and "entry" left out).
 
-  "mobilenet_v2-cifar10-scale_bias+logits-lr0.045"; multi-task rows name
-  their tasks ("mobilenet_v2-mt-mnist5k_0-4+mnist5k_5-9-logits-frozen-lr0.045"),
+  Placeholders (`required`) stay as their text: nothing is checked here.
+
+  Raises:
+    ValueError: a key that is no config field.
+  """
+  return core.RunConfig().replace(
+      **{k: v for k, v in row.items() if k not in LAUNCH_KEYS})
+
+
+def row_kind(row: dict) -> str:
+  """The kind of run of a row, read from its fields (`RunConfig.experiment`)."""
+  return row_config(row).experiment
+
+
+def make_row_id(row: dict) -> str:
+  """A readable directory name for a row, from its `RunConfig` (`row_config`).
+
+  "mobilenet_v2-cifar10-scale_bias+logits-lr0.045"; rows of K tasks name
+  their tasks and the shared base's setting
+  ("mobilenet_v2-mt-mnist5k_0-4+mnist5k_5-9-logits-frozen-lr0.045"),
   multi-resolution rows their sizes ("mobilenet_v2-imagenet2012-res96_128-...");
   a folder dataset appears as its task name ("folder_photos"); the input
-  size, `add_missing_scales` ("gammas"), `bn_stats="frozen"` ("bn_frozen"),
-  `bn_init="copy"` ("init_copy")
-  and a TAPS patch's `taps_lambda` ("lambda1") appear when set. A setting
-  the row does not give is `RunConfig`'s default. Characters other than
-  letters, digits and "_.+=-" become "_" (`k4p1.core.names.row_id`).
+  size, `add_missing_scales` ("gammas"), a `bn_stats` ("bn_frozen") or
+  `bn_init` ("init_copy") other than the default, and a TAPS patch's
+  `taps_lambda` ("lambda1") appear when set. A setting the row does not give
+  is `RunConfig`'s default. Characters other than letters, digits and
+  "_.+=-" become "_" (`k4p1.core.names.row_id`).
+
+  Raises:
+    ValueError: a key that is no config field.
   """
-  default = core.RunConfig()
-  parts = [row.get("model", default.model)]
-  if row.get("resolutions"):
-    parts.append(f"{row.get('dataset')}-res"
-                 + "_".join(str(s) for s in row["resolutions"]))
-  elif row.get("entry") == "multitask":
-    tasks = tuple(_short_name(t) for t in row.get("tasks") or ())
+  config, default = row_config(row), core.RunConfig()
+  parts = [config.model]
+  if config.resolutions:
+    parts.append(f"{config.dataset}-res"
+                 + "_".join(str(s) for s in config.resolutions))
+  elif config.tasks:
+    tasks = tuple(_short_name(t) for t in config.tasks)
     # Long task lists would make unwieldy directory names: count them instead.
     parts.append("mt-" + ("+".join(tasks) if len(tasks) <= 3
                           else f"{len(tasks)}tasks"))
-  else:
-    parts.append(_short_name(str(row.get("dataset", "cifar100"))))
-  if row.get("image_size") is not None:
-    parts.append(f"{row['image_size']}px")
-  patch = str(row.get("patch", default.patch))
-  parts.append(patch)
-  if row.get("entry") == "multitask":
-    parts.append(row.get("shared", default.shared))
-  if row.get("add_missing_scales"):
+  elif config.dataset is not None:
+    parts.append(_short_name(str(config.dataset)))
+  if config.image_size is not None:
+    parts.append(f"{config.image_size}px")
+  parts.append(str(config.patch))
+  if not run_kinds.policy(config.experiment).single_task:  # K tasks, one base.
+    parts.append(config.shared)
+  if config.add_missing_scales:
     parts.append("gammas")
-  if row.get("bn_stats", default.bn_stats) != default.bn_stats:
-    parts.append(f"bn_{row['bn_stats']}")
-  if row.get("bn_init", default.bn_init) != default.bn_init:
-    parts.append(f"init_{row['bn_init']}")
-  if "taps" in patch:
-    parts.append(f"lambda{_format_number(row.get('taps_lambda', default.taps_lambda))}")
-  parts.append(f"lr{_format_number(row.get('learning_rate', default.learning_rate))}")
+  if config.bn_stats != default.bn_stats:
+    parts.append(f"bn_{config.bn_stats}")
+  if config.bn_init != default.bn_init:
+    parts.append(f"init_{config.bn_init}")
+  if "taps" in str(config.patch):
+    parts.append(f"lambda{_format_number(config.taps_lambda)}")
+  parts.append(f"lr{_format_number(config.learning_rate)}")
   return core.names.row_id("-".join(parts))

@@ -29,7 +29,7 @@ def image_size(model: str, dataset: str) -> int:
 def transfer_rows(model: str, datasets, patch_specs, learning_rates=(PAPER_LEARNING_RATE,),
                   **extra) -> list:
   """One transfer row per (dataset, patch, learning rate), datasets outermost."""
-  return [{"entry": "transfer", "model": model, "dataset": dataset,
+  return [{"model": model, "dataset": dataset,
            "image_size": image_size(model, dataset), "patch": spec,
            "learning_rate": lr, **extra}
           for dataset in datasets for spec in patch_specs for lr in learning_rates]

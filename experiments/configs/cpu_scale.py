@@ -85,7 +85,7 @@ def get_rows() -> list:
       rows += _paper.transfer_rows("mobilenet_v2", (dataset,), (patch,),
                                    learning_rates=rates,
                                    image_size=IMAGE_SIZE, **extra)
-  rows.append({"entry": "multitask", "tasks": DATASETS, "patch": MULTITASK_PATCH,
+  rows.append({"tasks": DATASETS, "patch": MULTITASK_PATCH,
                "shared": "frozen",
                "learning_rate": _paper.PAPER_LEARNING_RATE})
   return rows

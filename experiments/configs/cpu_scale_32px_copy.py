@@ -67,7 +67,7 @@ def get_config() -> dict:
 def get_rows() -> list:
   rows = _paper.transfer_rows("mobilenet_v2", (DATASET,), PATCHES,
                               image_size=IMAGE_SIZE)
-  rows += [{"entry": "multitask", "tasks": MULTITASK_TASKS,
+  rows += [{"tasks": MULTITASK_TASKS,
             "patch": MULTITASK_PATCH, "shared": "frozen",
             "learning_rate": _paper.PAPER_LEARNING_RATE}]
   rows += _paper.transfer_rows("mobilenet_v2", MULTITASK_TASKS,

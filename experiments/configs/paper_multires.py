@@ -16,4 +16,4 @@ def get_config() -> dict:
 
 
 def get_rows() -> list:
-  return [{"entry": "multitask", "patch": spec} for spec in PATCHES]
+  return [{"patch": spec} for spec in PATCHES]

@@ -22,8 +22,8 @@ def get_config() -> dict:
 
 
 def get_rows() -> list:
-  rows = [{"entry": "multitask", "patch": spec, "shared": "frozen"}
+  rows = [{"patch": spec, "shared": "frozen"}
           for spec in FROZEN_PATCHES]
-  rows += [{"entry": "multitask", "patch": spec, "shared": "trained"}
+  rows += [{"patch": spec, "shared": "trained"}
            for spec in TRAINED_PATCHES]
   return rows

@@ -35,6 +35,6 @@ def get_config() -> dict:
 
 
 def get_rows() -> list:
-  return [{"entry": "transfer", "model": "resnet50", "dataset": dataset,
+  return [{"model": "resnet50", "dataset": dataset,
            "image_size": 224, "patch": PATCH, "learning_rate": LEARNING_RATE,
            "taps_lambda": lam} for dataset in DATASETS for lam in LAMBDAS]

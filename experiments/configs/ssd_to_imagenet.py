@@ -4,7 +4,7 @@ The MobileNetV2 feature extractor of an SSD detector (TF Object Detection
 API checkpoint) with a new S/B patch and 1000-way logits, trained on ImageNet
 at 224 px; baselines: logits only and full fine-tuning (and DW patches).
 
-  python -m experiments.transfer --config=ssd_to_imagenet \
+  python -m experiments.run --config=ssd_to_imagenet \
       --weights=ssd_tf1:/ckpts/ssd_mobilenet_v2_coco/model.ckpt --workdir=...
   python -m experiments.launch --config=ssd_to_imagenet --results_dir=runs/ssd \
       --weights=ssd_tf1:/ckpts/ssd_mobilenet_v2_coco/model.ckpt --data_dir=...
@@ -27,4 +27,4 @@ def get_config() -> dict:
 
 
 def get_rows() -> list:
-  return [{"entry": "transfer", "patch": spec} for spec in PATCHES]
+  return [{"patch": spec} for spec in PATCHES]
