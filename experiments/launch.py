@@ -154,10 +154,18 @@ def _open_log(log_path: str):
   return open(log_path, "a", encoding="utf-8")
 
 
+def recorded(command) -> str:
+  """`command` as logs record it: this interpreter as `python`, since a
+  machine's interpreter path means nothing to the results' readers."""
+  if command and command[0] == sys.executable:
+    command = ["python"] + list(command[1:])
+  return shlex.join(command)
+
+
 def run_row(command, log_path: str) -> int:
   """Runs `command`, copying its output to stdout and `log_path`; its exit code."""
   with _open_log(log_path) as log:
-    log.write(f"$ {shlex.join(command)}\n")
+    log.write(f"$ {recorded(command)}\n")
     log.flush()
     process = subprocess.Popen(command, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -188,14 +196,14 @@ def launch(config: str, results_dir: str, rows, extra_flags, python: str,
       outcome[row_id] = "dry run"
       continue
     paths.makedirs(log_dir)
-    print(f"[launch] {row_id}: {shlex.join(command)}", flush=True)
+    print(f"[launch] {row_id}: {recorded(command)}", flush=True)
     began = time.time()
     code = run_row(command, os.path.join(log_dir, f"{row_id}.log"))
     wall = time.time() - began
     record = {
         "row_id": row_id, "config": config, "kind": row_kind(row),
         "seed": row.get("seed"),
-        "command": shlex.join(command), "returncode": code, "wall_s": wall,
+        "command": recorded(command), "returncode": code, "wall_s": wall,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic.write_text_atomic(os.path.join(log_dir, f"{row_id}.json"),
                              json.dumps(record, indent=2, sort_keys=True))

@@ -157,3 +157,17 @@ def test_skip_bad_images_applies_to_folder_datasets_only():
                      "folder:DIR datasets .* no task is one"):
     train.resolve(train.RunConfig(workdir="/tmp/unused", dataset="digits",
                                   skip_bad_images=True))
+
+
+def test_skipping_every_file_is_refused_instead_of_looping_forever(tmp_path):
+  root = tmp_path / "broken"
+  make_tree(root, {"ant": 3, "bee": 3})
+  for path in root.rglob("*.*"):
+    if path.is_file():
+      _truncate(path)
+  info = data.get_dataset_info(f"folder:{root}", skip_bad_images=True,
+                               eval_fraction=0.34)
+  with pytest.raises(ValueError, match=r"No image file of split 'train'.*"
+                     "skip_bad_images would leave nothing"):
+    data.build_dataset(info, "train", global_batch_size=2, image_size=16,
+                       training=True, architecture="mobilenet_v2")

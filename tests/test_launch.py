@@ -181,3 +181,11 @@ def test_row_ids_name_a_folder_dataset_by_its_folder_not_its_path():
       {"entry": "multitask", "tasks": ("folder:/data/birds", "mnist5k:0-4"),
        "patch": "logits"}
   ) == "mobilenet_v2-mt-folder_birds+mnist5k_0-4-logits-frozen-lr0.045"
+
+
+def test_logs_record_this_interpreter_as_python():
+  assert launch.recorded([sys.executable, "-m", "experiments.run", "--a=b c"]) == (
+      "python -m experiments.run '--a=b c'")
+  # Another interpreter, named with --python, is recorded as given.
+  assert launch.recorded(["/opt/py3/bin/python", "-m", "x"]) == (
+      "/opt/py3/bin/python -m x")

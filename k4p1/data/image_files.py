@@ -172,6 +172,18 @@ def skip_bad_images(ds: tf.data.Dataset, path_at: Callable, epoch_size: int,
   return named.map(lambda index, image, label: (image, label))
 
 
+def _check_some_file_decodes(info, split: str, paths) -> None:
+  """Raises unless some file of `paths` decodes: with every file skipped, a
+  repeated stream would look for a decodable one forever. Reads files in
+  order until one decodes (normally the first)."""
+  files = tf.data.Dataset.from_tensor_slices(list(paths))
+  if not any(True for _ in files.map(_decode).ignore_errors().take(1)):
+    raise ValueError(
+        f"No image file of split {split!r} of {info.name!r} can be read or "
+        f"decoded ({len(paths)} files, e.g. {paths[0]!r}); skip_bad_images "
+        "would leave nothing to train on.")
+
+
 def bad_image_path(error: BaseException) -> Optional[str]:
   """The file a `decode_images` failure names; None for any other error."""
   if not isinstance(error, tf.errors.OpError):
@@ -236,6 +248,8 @@ def examples(info: registry.DatasetInfo, split: str, *, seed: int,
                      "pipelines.")
   stream = _ordered_files(paths, labels, seed, repeat, shuffle)
   if info.skip_bad_images:
+    if repeat:
+      _check_some_file_decodes(info, split, paths)
     return skip_bad_images(stream, _path_at(paths, seed, shuffle), len(paths),
                            repeat), len(paths)
   return decode_images(stream), len(paths)
