@@ -123,8 +123,8 @@ def read_manifest_for_sequential(workdir: str) -> dict:
   if not paths.exists(path):
     raise WorkdirMismatchError(
         f"Workdir {workdir!r} holds no finished multi-task run "
-        f"({MANIFEST_FILE} is missing): run experiments.multitask without "
-        "--sequential there first.")
+        f"({MANIFEST_FILE} is missing): run experiments.run with --tasks "
+        "and without --sequential there first.")
   manifest = read_json(path)
   if manifest.get("shared_head"):
     raise WorkdirMismatchError(
