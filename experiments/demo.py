@@ -126,7 +126,11 @@ def format_table(demo: dict) -> str:
                  f"{row['trained_params']:,} | {row['stored_params']:,} | "
                  f"{row['patch_bytes']:,} | {row['wall_s']:.0f} |")
   lines.append("")
-  lines.append(f"Total wall time {demo['wall_s']:.0f} s.")
+  runtime = pretrain.get("runtime", {})
+  kernels = {True: "on", False: "off"}.get(runtime.get("onednn"), "unknown")
+  lines.append(f"Total wall time {demo['wall_s']:.0f} s. TensorFlow "
+               f"{runtime.get('tensorflow', '?')}, CPU kernels: oneDNN {kernels} "
+               "(they round differently: tables from one setting only).")
   return "\n".join(lines)
 
 
