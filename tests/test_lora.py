@@ -407,3 +407,16 @@ def test_mixed_precision_keeps_float32_factors_and_the_identity(policy):
     assert grad.dtype == tf.float32 and float(tf.reduce_max(tf.abs(grad))) > 0
   finally:
     keras.config.set_dtype_policy(previous)
+
+
+def test_checkpoints_hold_the_factors(base, tmp_path):
+  """A resumed run restores the factors (and the gates' scores) it trained."""
+  model = patches.apply_patch(base, "lora+taps+logits", task="t", num_classes=3)
+  perturb(model)
+  saved = {k: v.numpy().copy() for k, v in patches.named_patch_variables(model).items()}
+  checkpoint = tf.train.Checkpoint(model=model)
+  path = checkpoint.write(str(tmp_path / "ckpt"))
+  perturb(model, seed=9)
+  checkpoint.read(path).assert_consumed()
+  for key, variable in patches.named_patch_variables(model).items():
+    np.testing.assert_array_equal(variable.numpy(), saved[key], err_msg=key)
