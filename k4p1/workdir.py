@@ -22,7 +22,7 @@ object write on object stores) and read through `tf.io.gfile`.
 
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from k4p1 import atomic
 from k4p1 import paths
@@ -150,7 +150,8 @@ def read_json(path: str) -> Any:
 
 
 def check_rerun(workdir: str, config: Mapping[str, Any],
-                identity_fields: Sequence[str]) -> bool:
+                identity_fields: Sequence[str],
+                defaults: Optional[Mapping[str, Any]] = None) -> bool:
   """Checks that `workdir` is empty or holds a run of the same model and task.
 
   Args:
@@ -159,6 +160,8 @@ def check_rerun(workdir: str, config: Mapping[str, Any],
     identity_fields: fields on which the old and the new run must agree (a
       different patch or dataset is a different run); the others, e.g. the
       number of steps, may change and the run resumes from its checkpoint.
+    defaults: what a field missing from the previous run's config.json (one
+      written before the field existed) ran with.
 
   Returns:
     True if `workdir` holds a previous run (it will be resumed).
@@ -176,9 +179,11 @@ def check_rerun(workdir: str, config: Mapping[str, Any],
           f"Workdir {workdir!r} has {leftovers} but no {CONFIG_FILE}: it is not "
           "a run this version can resume. Use a new --workdir.")
     return False
-  previous = read_json(path).get("config", {})
-  diffs = {name: (previous.get(name), config.get(name))
-           for name in identity_fields if previous.get(name) != config.get(name)}
+  recorded = read_json(path).get("config", {})
+  previous = {name: recorded.get(name, (defaults or {}).get(name))
+              for name in identity_fields}
+  diffs = {name: (previous[name], config.get(name))
+           for name in identity_fields if previous[name] != config.get(name)}
   if diffs:
     described = "; ".join(f"{name}: {old!r} there, {new!r} now"
                           for name, (old, new) in sorted(diffs.items()))

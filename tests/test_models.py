@@ -35,7 +35,14 @@ def test_mobilenet_v2_counts_are_the_papers(mobilenet_v2_224):
       "depthwise": {"layers": 17, "trainable": 64_224},
       # 35 Conv2D + 17 DepthwiseConv2D kernels (2,189,760) and 52 scores.
       "taps": {"layers": 52, "trainable": 2_189_812},
+      # 35 Conv2D layers at rank 4: 4 * (k*k*C_in + C_out) each (of 2,125,536).
+      "lora": {"layers": 35, "trainable": 74_348},
   }
+  lora = patches.apply_patch(base, "lora+logits", task="lora", num_classes=10)
+  assert patches.count_params(lora) == {"patch_trainable": 74_348 + 12_810,
+                                        "patch_stored": 74_348 + 12_810,
+                                        "shared": 2_257_984, "total": 2_345_142}
+  assert patches.describe_targets(base, lora_rank=8)["lora"]["trainable"] == 2 * 74_348
   head = keras.layers.Dense(10)
   only_sb = patches.apply_patch(base, "scale_bias", task="sb", head=head)
   assert patches.count_params(only_sb)["patch_trainable"] == 34_112

@@ -258,7 +258,8 @@ def test_bad_specs_name_the_kind_and_the_choices(text, fragment):
   with pytest.raises(ValueError) as e:
     patches.PatchSpec.parse(text)
   assert fragment in str(e.value)
-  assert "valid kinds: logits, stats, scale_bias, scale, bias, depthwise, taps, full" in str(e.value)
+  assert ("valid kinds: logits, stats, scale_bias, scale, bias, depthwise, taps, lora, "
+          "full") in str(e.value)
 
 
 def test_kind_matching_no_layer_names_kind_model_and_choices():
@@ -268,7 +269,7 @@ def test_kind_matching_no_layer_names_kind_model_and_choices():
     patches.apply_patch(inception, "depthwise+logits", task="t", num_classes=2)
   message = str(e.value)
   assert "'depthwise'" in message and "'inception_v3'" in message
-  assert "Valid kinds for this model: logits, stats, scale_bias, bias, taps, full" in message
+  assert "Valid kinds for this model: logits, stats, scale_bias, bias, taps, lora, full" in message
   with pytest.raises(ValueError, match="add_missing_scales=True"):
     patches.apply_patch(inception, "scale+logits", task="t", num_classes=2)
 

@@ -39,7 +39,8 @@ IDENTITY_FIELDS = ("model", "weights", "alpha", "dataset", "task", "image_size",
                    "image_sizes", "resolutions", "patch", "bn_stats", "bn_init",
                    "add_missing_scales", "shared", "task_sampling", "sequential",
                    "pretrain", "eval_fraction", "image_key", "label_key",
-                   "taps_threshold", "validation_fraction")
+                   "taps_threshold", "lora_rank", "lora_alpha",
+                   "validation_fraction")
 
 # A setting given on top of others (a flag over a config file, a table row
 # over its table's base) replaces the settings it excludes: --train_steps
@@ -92,6 +93,13 @@ class RunConfig:
   taps_threshold: float = _field(
       defaults.TAPS_THRESHOLD, "taps: a layer's residual is used where its "
       f"score is >= this (scores start at {defaults.TAPS_SCORE_INIT:g}).")
+  lora_rank: int = _field(
+      defaults.LORA_RANK, "lora: the rank r of every residual (alpha/r) * A @ B "
+      "(an integer >= 1); each Conv2D or Dense layer stores r * (k*k*C_in + "
+      "C_out) parameters per task.")
+  lora_alpha: Optional[float] = _field(
+      None, "lora: residuals are scaled by lora_alpha / lora_rank (a number > "
+      "0; default: the rank, a scale of 1).")
   bn_stats: str = _field("task", "BN statistics of patch BN layers: task "
                          "(re-estimated) or frozen (the base's).")
   bn_init: str = _field(

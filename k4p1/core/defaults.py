@@ -23,3 +23,7 @@ TAPS_LAMBDA = 1.0  # Weight of the sparsity penalty.
 TAPS_THRESHOLD = 0.1  # A gate opens where its layer's score is >= this.
 TAPS_SCORE_INIT = 0.15  # Every score's initial value (above the threshold).
 TAPS_WARMUP_EPOCHS = 2.0  # Epochs before the penalty starts (`--warmup_epochs`).
+
+# LoRA (`lora` patches): the rank r of every residual (alpha / r) * A @ B; its
+# alpha defaults to the rank (a scale of 1).
+LORA_RANK = 4

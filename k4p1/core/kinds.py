@@ -27,6 +27,9 @@ DESCRIPTIONS = {
     "depthwise": "DepthwiseConv2D kernels (and biases, if any)",
     "taps": ("every convolution (Conv2D and DepthwiseConv2D): a gated per-task "
              "kernel residual, kept where its learned gate opens (TAPS)"),
+    "lora": ("every Conv2D and Dense kernel: a rank-r residual (alpha/r) * A @ B "
+             "(LoRA; not DepthwiseConv2D kernels, whose factors would be larger "
+             "than the kernel; with taps, behind TAPS's gates)"),
     "full": "every layer: an independent fine-tuned copy with its own head",
 }
 # Canonical order: specs print their kinds in it, tables list rows in it.

@@ -4,6 +4,7 @@ from k4p1.patches.inject import apply_patch
 from k4p1.patches.inject import BN_STATS
 from k4p1.patches.accounting import count_params
 from k4p1.patches.accounting import describe_targets
+from k4p1.patches.accounting import lora_summary
 from k4p1.patches.inject import leaf_layers
 from k4p1.patches.inject import named_patch_variables
 from k4p1.patches.inject import named_shared_variables
@@ -28,9 +29,12 @@ from k4p1.patches.litert import LiteRTModel
 from k4p1.patches.litert import QUANTIZATIONS as TFLITE_QUANTIZATIONS
 from k4p1.patches.litert import read_metadata as read_tflite_metadata
 from k4p1.patches.litert import run as run_tflite
+from k4p1.patches.gates import bake
 from k4p1.patches.gates import bake as bake_taps
 from k4p1.patches.gates import summary as taps_summary
 from k4p1.patches.taps import GatedConv
+from k4p1.patches.lora import GatedLoRA
+from k4p1.patches.lora import LoRALayer
 from k4p1.patches.spec import KIND_TARGETS
 from k4p1.patches.spec import KINDS
 from k4p1.patches.spec import PatchSpec

@@ -3,8 +3,9 @@
 `apply_patch` calls `keras.models.clone_model` with a clone function that
 returns every shared layer as it is (so the task uses the base's variables, by
 identity) and rebuilds every patch layer from its config under the name
-`<layer>__<task>`, then copies the base's weights into it. A new Dense head
-`logits__<task>` reads the pooled features.
+`<layer>__<task>`, then copies the base's weights into it. `taps` and `lora`
+wrap their layers instead (`WRAPPERS`: the base layer's kernel plus a per-task
+residual). A new Dense head `logits__<task>` reads the pooled features.
 
 BatchNormalization semantics (Keras 3): a BN layer normalises with batch
 statistics and updates its moving statistics only when called with
@@ -23,11 +24,15 @@ import keras
 from k4p1.core import choices
 from k4p1.core import names
 from k4p1.patches import layers as patch_layers
+from k4p1.patches import lora as lora_lib
 from k4p1.patches import spec as spec_lib
 from k4p1.patches import taps as taps_lib
 
 BN_STATS = choices.BN_STATS
 HEAD_KEY = "logits"  # Key of a task's own head in patch files.
+# Patch layers that wrap their base layer (read its kernel by identity) and
+# add a per-task residual, instead of being rebuilt copies of it.
+WRAPPERS = (taps_lib.GatedConv, lora_lib.LoRALayer)
 
 
 @dataclasses.dataclass
@@ -53,6 +58,8 @@ class PatchInfo:
       {"method": "copy"} (the base's values, as injected) or {"method":
       "preserve", ...} (`k4p1.train.bn_init`). Saved in spec.json.
     taps_threshold: the gate threshold of `taps` layers (None without them).
+    lora_rank: the rank of `lora` residuals (None without them).
+    lora_alpha: their alpha (scale alpha / rank; None without them).
   """
   spec: spec_lib.PatchSpec
   task: str
@@ -68,6 +75,8 @@ class PatchInfo:
       default_factory=lambda: {"method": "moving_average"})
   bn_init: dict = dataclasses.field(default_factory=lambda: {"method": "copy"})
   taps_threshold: float | None = None
+  lora_rank: int | None = None
+  lora_alpha: float | None = None
 
 
 # The attribute of a task model that holds its `PatchInfo`. Set with
@@ -212,6 +221,24 @@ def _validate(task, num_classes, head, spec, bn_stats):
         "shared with another task: pass head=<keras layer> (or add '+logits').")
 
 
+def _wrap(layer, spec, name, taps_threshold, lora_rank, lora_alpha):
+  """The residual layer wrapping base `layer` (None: `layer` is rebuilt).
+
+  `lora` wraps Conv2D and Dense layers in a `LoRALayer` (with `taps`: a
+  `GatedLoRA`); `taps` wraps the other convolutions (DepthwiseConv2D, and
+  Conv2D without `lora`) in a `GatedConv`. The wrapper reads the base layer's
+  kernel, which stays shared (and frozen).
+  """
+  if spec.has_lora and isinstance(layer, lora_lib.LORA_CLASSES):
+    if spec.is_taps:
+      return lora_lib.GatedLoRA(layer, lora_rank, lora_alpha, taps_threshold,
+                                name=name)
+    return lora_lib.LoRALayer(layer, lora_rank, lora_alpha, name=name)
+  if spec.is_taps and isinstance(layer, taps_lib.GATED_CLASSES):
+    return taps_lib.GatedConv(layer, taps_threshold, name=name)
+  return None
+
+
 def apply_patch(base: keras.Model,
                 spec,
                 task: str,
@@ -219,7 +246,9 @@ def apply_patch(base: keras.Model,
                 head: keras.layers.Layer | None = None,
                 bn_stats: str = "task",
                 add_missing_scales: bool = False,
-                taps_threshold: float = taps_lib.THRESHOLD) -> keras.Model:
+                taps_threshold: float = taps_lib.THRESHOLD,
+                lora_rank: int = lora_lib.RANK,
+                lora_alpha: float | None = None) -> keras.Model:
   """Builds a task model that shares every non-patch variable with `base`.
 
   Side effect: every layer of `base` that the task shares gets
@@ -240,23 +269,24 @@ def apply_patch(base: keras.Model,
     add_missing_scales: give scale-less BN layers (InceptionV3) gammas
       initialised to 1, so `scale_bias` and `scale` can train them.
     taps_threshold: `taps` gates open where a layer's score is >= this.
+    lora_rank: `lora`: the rank r of every residual.
+    lora_alpha: `lora`: residuals are scaled by alpha / r (None: alpha = r).
 
   Returns:
     A `keras.Model` mapping the base's inputs to logits. Right after
     injection its features equal the base's exactly.
 
   Raises:
-    ValueError: bad spec, task name, bn_stats, num_classes or head, a kind
-      that matches no layer of `base`, or a base without a feature vector.
+    ValueError: bad spec, task name, bn_stats, num_classes or head, a bad
+      `taps` or `lora` setting, a kind that matches no layer of `base`, or a
+      base without a feature vector.
   """
   spec = spec_lib.PatchSpec.parse(spec)
   _validate(task, num_classes, head, spec, bn_stats)
-  if spec.is_taps and not 0.0 <= taps_threshold < taps_lib.SCORE_INIT:
-    raise ValueError(
-        f"taps_threshold={taps_threshold!r} is invalid: it must be in [0, "
-        f"{taps_lib.SCORE_INIT}), below the scores' initial value, or every "
-        "gate starts closed and never opens (a closed residual gets no "
-        "gradient).")
+  if spec.is_taps:
+    taps_lib.check_threshold(taps_threshold)
+  if spec.has_lora:
+    lora_lib.check_settings(lora_rank, lora_alpha)
   if len(base.outputs) != 1 or len(base.outputs[0].shape) != 2:
     raise ValueError(
         f"Base model {base.name!r} must output one feature vector [batch, "
@@ -269,29 +299,26 @@ def apply_patch(base: keras.Model,
   def clone_function(layer):
     if id(layer) not in target_ids:
       return layer  # Shared by identity.
-    if spec.is_taps and isinstance(layer, taps_lib.GATED_CLASSES):
-      # Wraps the base layer: its kernel stays shared (and frozen).
-      copy = taps_lib.GatedConv(layer, taps_threshold, name=f"{layer.name}__{task}")
-    else:
-      copy = _rebuild(layer, task, bn_stats, add_missing_scales)
+    copy = (_wrap(layer, spec, f"{layer.name}__{task}", taps_threshold,
+                  lora_rank, lora_alpha)
+            or _rebuild(layer, task, bn_stats, add_missing_scales))
     copies[layer.name] = (layer, copy)
     return copy
 
   features = keras.models.clone_model(base, clone_function=clone_function,
                                       recursive=True)
   for source, copy in copies.values():
-    if isinstance(copy, taps_lib.GatedConv):
-      continue  # Reads the base's variables; its own start at zero.
+    if isinstance(copy, WRAPPERS):
+      continue  # Reads the base's variables; its own are initialised.
     _copy_weights(source, copy)
     if not spec.is_full and isinstance(copy, keras.layers.BatchNormalization):
       for variable in copy.trainable_weights:
         if variable.name not in spec.bn_variables:
           variable.trainable = False  # E.g. `scale` alone freezes beta.
 
-  gated_bases = {id(s) for s, c in copies.values()
-                 if isinstance(c, taps_lib.GatedConv)}
+  wrapped = {id(s) for s, c in copies.values() if isinstance(c, WRAPPERS)}
   shared = [l for l in leaf_layers(base)
-            if id(l) not in target_ids or id(l) in gated_bases]
+            if id(l) not in target_ids or id(l) in wrapped]
   for layer in shared:
     layer.trainable = False
   head_is_patch = head is None
@@ -304,7 +331,10 @@ def apply_patch(base: keras.Model,
       bn_stats=bn_stats, add_missing_scales=add_missing_scales, base=base,
       patch_layers={name: copy for name, (_, copy) in copies.items()},
       shared_layers=shared, head=head, head_is_patch=head_is_patch,
-      taps_threshold=float(taps_threshold) if spec.is_taps else None)
+      taps_threshold=float(taps_threshold) if spec.is_taps else None,
+      lora_rank=int(lora_rank) if spec.has_lora else None,
+      lora_alpha=(lora_lib.resolved_alpha(lora_rank, lora_alpha)
+                  if spec.has_lora else None))
   attach_info(model, info)
   return model
 

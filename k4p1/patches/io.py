@@ -14,7 +14,10 @@ share nothing, it covers the architecture (names, shapes, dtypes) only.
 
 `taps` patches store the residual (`<layer>/delta`) of open gates only: a
 closed layer computes exactly the base's convolution, so loading sets its
-residual to zeros (`omitted_closed_residuals` in spec.json lists them).
+residual to zeros (`omitted_closed_residuals` in spec.json lists them; with
+`lora+taps`, a closed layer's `<layer>/lora_a` and `<layer>/lora_b`).
+`lora` patches store each layer's factors unmerged (`<layer>/lora_a`,
+`<layer>/lora_b`); the record's `lora_rank` and `lora_alpha` rebuild them.
 """
 
 import hashlib
@@ -86,6 +89,8 @@ def _spec_json(task_model, arrays) -> dict:
       "add_missing_scales": info.add_missing_scales,
       "has_head": info.head_is_patch,
       "taps_threshold": info.taps_threshold,
+      "lora_rank": info.lora_rank,
+      "lora_alpha": info.lora_alpha,
       "omitted_closed_residuals": sorted(gates.closed_delta_keys(task_model)),
       "fingerprint_scope": "architecture" if info.spec.is_full else "weights",
       "base_fingerprint": fingerprint(task_model),
@@ -153,6 +158,13 @@ def read_patch_file(path: str):
   return spec, arrays
 
 
+def _kind_settings(spec: dict) -> dict:
+  """apply_patch's `taps` and `lora` settings recorded in a patch's spec."""
+  return {name: spec[name] for name in ("taps_threshold", "lora_rank",
+                                        "lora_alpha")
+          if spec.get(name) is not None}
+
+
 def load_patch(base, path: str, strict: bool = True, head=None):
   """Rebuilds the task model saved in `path` on top of `base`.
 
@@ -177,8 +189,7 @@ def load_patch(base, path: str, strict: bool = True, head=None):
         num_classes=spec["num_classes"] if spec["has_head"] else None,
         head=None if spec["has_head"] else head, bn_stats=spec["bn_stats"],
         add_missing_scales=spec["add_missing_scales"],
-        **({"taps_threshold": spec["taps_threshold"]}
-           if spec.get("taps_threshold") is not None else {}))
+        **_kind_settings(spec))
   except KeyError as e:
     raise PatchFileError(f"{path!r}: its record lacks the field {e}.") from e
   except ValueError as e:

@@ -21,7 +21,9 @@ Quantization (`QUANTIZATIONS`): "float16" weights; "dynamic_int8": int8
 weights; "int8": activations too, calibrated on `representative_images`;
 refused for K-task files (benchmarks/litert_size.py: near chance). TAPS
 patches are exported baked (`gates.bake`): each open gate's residual is added
-into its kernel."""
+into its kernel. LoRA factors are merged into the kernels of a one-task file;
+a K-task file stores each task's factors ([K, ..., r], scale folded into B)
+and computes W_base + A_k @ B_k for the task asked for."""
 
 import json
 import tempfile
@@ -38,6 +40,7 @@ from k4p1.core.choices import TFLITE_QUANTIZATIONS as QUANTIZATIONS
 from k4p1.patches import gates
 from k4p1.patches import inject
 from k4p1.patches import litert_run
+from k4p1.patches import lora
 from k4p1.patches import serving
 
 SIGNATURE, FORMAT = litert_run.SIGNATURE, "k4p1.litert/1"
@@ -105,7 +108,7 @@ def export_multitask(task_models, path: str, quantization: str = "none",
   """
   if not task_models:
     raise ValueError("export_multitask needs at least one task model.")
-  task_models = [gates.bake(m) for m in task_models]
+  task_models = [gates.bake(m, merge_lora=False) for m in task_models]
   infos = [inject.patch_info(m) for m in task_models]
   bases = {id(info.base) for info in infos}
   if len(bases) != 1:
@@ -215,7 +218,9 @@ def _stacked_variables(task_models) -> list:
   """(base variable, constant, stacked) for every variable a task patches.
 
   `stacked` constants are [K, ...], gathered by task id; a variable equal in
-  every task is one plain constant (which the converter may fold).
+  every task is one plain constant (which the converter may fold). The
+  kernel of a layer with LoRA residuals gets the tasks' stacked factors, a
+  tuple (`lora.stacked_factors`).
   """
   base = inject.patch_info(task_models[0]).base
   mapping = []
@@ -224,6 +229,10 @@ def _stacked_variables(task_models) -> list:
               for m in task_models]
     if all(copy is layer for copy in copies):
       continue  # Shared: read from the base's variables, stored once.
+    if any(isinstance(copy, lora.LoRALayer) for copy in copies):
+      # The kernel is W_base + A_k @ B_k: only the factors are per task.
+      mapping.append((layer.kernel, lora.stacked_factors(layer, copies), True))
+      continue
     values = _task_values(layer, copies)
     if any(not np.array_equal(v[0], x) for v in values.values() for x in v[1:]):
       values = _folded_bn(layer, values) or values
@@ -267,9 +276,15 @@ def _multitask_fn(base, mapping):
   the gathered task value, so one traced graph serves every task. `mapping`'s
   last entry is the heads' [features + 1, classes] kernel-and-bias.
   """
+  def value(variable, constant, stacked, task_id):
+    if isinstance(constant, tuple):  # LoRA factors: the task's merged kernel.
+      a, b = (tf.gather(tf.constant(c), task_id) for c in constant)
+      return lora.merged_kernel(variable.value, a, b)
+    return tf.gather(tf.constant(constant), task_id) if stacked else tf.constant(constant)
+
   def fn(images, task_id):
-    values = [tf.gather(tf.constant(c), task_id) if s else tf.constant(c)
-              for _, c, s in mapping]
+    # Read before the scope: inside it the variables read their mapped values.
+    values = [value(v, c, s, task_id) for v, c, s in mapping]
     with keras.StatelessScope(state_mapping=list(zip(
         [v for v, _, _ in mapping[:-1]], values[:-1]))):
       features = base(_resized(base, images), training=False)

@@ -11,6 +11,9 @@ to its task's input size (bilinear; no resize when sizes agree, so outputs are
 then exactly the task model's), and logits are right-padded with `PAD_LOGIT`
 to the largest class count. `argmax` and `softmax` over a padded row give the
 task's own prediction and probabilities.
+
+TAPS gates are baked into the kernels (`gates.bake`); LoRA factors stay
+unmerged, so each task adds its factors, not K copies of every kernel.
 """
 
 import keras
@@ -81,13 +84,17 @@ def export_multitask(task_models, path: str, image_size=None) -> None:
   if not task_models:
     raise ValueError("export_multitask needs at least one task model.")
   infos = [inject.patch_info(m) for m in task_models]  # Validates every model.
-  task_models = [gates.bake(m) for m in task_models]  # Gates into the kernels.
+  # Gates into the kernels; LoRA factors stay unmerged (stored per task).
+  task_models = [gates.bake(m, merge_lora=False) for m in task_models]
   height, width = image_size or _input_size(task_models[0])
   if height is None or width is None:
     raise ValueError("The task models take any input size: pass image_size=(h, w).")
   archive = keras.export.ExportArchive()
   for model in task_models:
     archive.track(model)
+  # LoRA layers read their base layer's kernel outside Keras' tracking.
+  for base in {id(info.base): info.base for info in infos}.values():
+    archive.track(base)
   archive.add_endpoint(
       name="serve",
       fn=lambda images, task_ids: route_tasks(task_models, images, task_ids),

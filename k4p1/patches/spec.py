@@ -45,6 +45,7 @@ _LAYERS_AND_VARIABLES = {
     "bias": ((_BN,), ("beta",)),
     "depthwise": ((_DW,), None),
     "taps": ((keras.layers.Conv2D, _DW), ("delta", "score")),
+    "lora": ((keras.layers.Conv2D, keras.layers.Dense), ("lora_a", "lora_b")),
     "full": ((), None),
 }
 KIND_TARGETS = {
@@ -93,6 +94,10 @@ class PatchSpec:
   @property
   def is_taps(self) -> bool:
     return "taps" in self.kinds
+
+  @property
+  def has_lora(self) -> bool:
+    return "lora" in self.kinds
 
   @property
   def patches_bn(self) -> bool:

@@ -21,6 +21,7 @@ Defaults follow the public implementation (MattWallingford/TAPS,
 
 import keras
 from keras import ops
+import numpy as np
 import tensorflow as tf
 
 from k4p1.core import defaults
@@ -30,6 +31,15 @@ THRESHOLD = defaults.TAPS_THRESHOLD
 GATED_CLASSES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 DELTA = "delta"
 SCORE = "score"
+
+
+def check_threshold(threshold) -> None:
+  """Raises ValueError unless `threshold` is in [0, SCORE_INIT)."""
+  if not 0.0 <= threshold < SCORE_INIT:
+    raise ValueError(
+        f"taps_threshold={threshold!r} is invalid: it must be in [0, "
+        f"{SCORE_INIT}), below the scores' initial value, or every gate "
+        "starts closed and never opens (a closed residual gets no gradient).")
 
 
 def straight_through_gate(score, threshold: float):
@@ -52,6 +62,7 @@ class GatedConv(keras.layers.Layer):
     score_init: the score's initial value (above the threshold: open).
     **kwargs: `keras.layers.Layer` arguments (e.g. `name`).
   """
+  RESIDUALS = (DELTA,)  # Variables a closed gate makes unused.
 
   def __init__(self, base_layer, threshold: float = THRESHOLD,
                score_init: float = SCORE_INIT, **kwargs):
@@ -82,6 +93,9 @@ class GatedConv(keras.layers.Layer):
 
   def is_open(self) -> bool:
     return bool(self.score.numpy() >= self.threshold)
+
+  def residual_size(self) -> int:
+    return int(np.prod(self.delta.shape))
 
   def task_kernel(self):
     """W_base + gate * delta: the kernel the task uses."""
@@ -121,13 +135,3 @@ def score_penalty(gated) -> tf.Tensor:
   """mean_i |s_i| over the gated layers `gated` (TAPS's sparsity term)."""
   gated = list(gated)
   return tf.add_n([tf.abs(layer.score) for layer in gated]) / float(len(gated))
-
-
-def closed_residual_keys(patch_layers: dict) -> set:
-  """Patch-file keys (`<layer>/delta`) of the closed gates among `patch_layers`.
-
-  Args:
-    patch_layers: base layer name -> patch layer (`PatchInfo.patch_layers`).
-  """
-  return {f"{name}/{DELTA}" for name, layer in patch_layers.items()
-          if isinstance(layer, GatedConv) and not layer.is_open()}

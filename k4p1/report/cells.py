@@ -31,13 +31,19 @@ from k4p1.report import paper as paper_lib
 
 PATCH_ORDER = tuple(collect.patch_kinds(spec) for spec in (
     "logits", "logits+stats", "logits+bias", "logits+scale_bias", "logits+depthwise",
-    "logits+scale_bias+depthwise", "logits+taps", "logits+scale_bias+taps", "full"))
+    "logits+scale_bias+depthwise", "logits+taps", "logits+scale_bias+taps", "logits+lora",
+    "logits+scale_bias+lora", "logits+scale_bias+depthwise+lora", "logits+taps+lora",
+    "logits+scale_bias+taps+lora", "full"))
 
 # Settings of one patch kind (k4p1.core.RunConfig field -> kind), with the
 # value a results.json that does not record them ran with (TAPS's defaults).
-KIND_SETTINGS = {"taps_lambda": "taps", "taps_threshold": "taps", "taps_warmup_epochs": "taps"}
+KIND_SETTINGS = {"taps_lambda": "taps", "taps_threshold": "taps", "taps_warmup_epochs": "taps",
+                 "lora_rank": "lora", "lora_alpha": "lora"}
 KIND_SETTING_DEFAULTS = {"taps_lambda": defaults.TAPS_LAMBDA,
-                         "taps_threshold": defaults.TAPS_THRESHOLD}
+                         "taps_threshold": defaults.TAPS_THRESHOLD,
+                         "lora_rank": defaults.LORA_RANK}
+# A kind's setting whose unset value is another setting's (LoRA's alpha: the rank).
+KIND_SETTING_FALLBACKS = {"lora_alpha": "lora_rank"}
 # Settings a results.json written before they existed ran with: trained BN
 # layers started from the base's values ("copy") before bn_init existed.
 RECORD_DEFAULTS = {"bn_init": "copy"}
@@ -188,7 +194,10 @@ def _setting(run: collect.RunResult, key: str) -> Any:
   if key == "learning_rate":
     return run.learning_rate
   default = KIND_SETTING_DEFAULTS.get(key, RECORD_DEFAULTS.get(key))
-  return run.config.get(key, default)
+  value = run.config.get(key, default)
+  if value is None and key in KIND_SETTING_FALLBACKS:
+    return _setting(run, KIND_SETTING_FALLBACKS[key])
+  return value
 
 
 def _formatted(run: collect.RunResult, key: str) -> str:

@@ -56,7 +56,8 @@ def build_models(plan: plan_lib.RunPlan) -> RunModels:
         base, plan.spec, task=task.model_name,
         num_classes=None if head is not None else task.num_classes, head=head,
         bn_stats=config.bn_stats, add_missing_scales=config.add_missing_scales,
-        taps_threshold=config.taps_threshold))
+        taps_threshold=config.taps_threshold, lora_rank=config.lora_rank,
+        lora_alpha=config.lora_alpha))
   if config.shared == "trained":
     patches.set_shared_trainable(task_models, True)
   return RunModels(base, task_models, head)

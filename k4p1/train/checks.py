@@ -100,6 +100,11 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
                         ("keep_checkpoints", 1), ("summary_every", 1)):
     check_int(name, getattr(config, name), minimum)
   _check_taps(config, spec)
+  patches.lora.check_settings(config.lora_rank, config.lora_alpha)
+  if spec.has_lora and config.shared == "trained":
+    raise ValueError("patch 'lora' adds low-rank residuals to a frozen shared "
+                     "kernel; shared='trained' would train that kernel too: "
+                     "use shared='frozen' with lora.")
   performance.resolve_jit_compile(config.jit_compile)  # Raises with choices.
   if config.tpu_address and config.strategy != "tpu":
     raise ValueError(f"tpu_address={config.tpu_address!r} needs strategy "

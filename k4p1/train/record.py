@@ -52,6 +52,8 @@ def task_entries(plan, task_models, per_task: dict) -> dict:
       entry["params"] = patches.count_params(model)
       if plan.spec.is_taps:
         entry["taps"] = taps.result(model)
+      if plan.spec.has_lora:
+        entry["lora"] = patches.lora_summary(model)
     tasks[task.name] = entry
   return tasks
 

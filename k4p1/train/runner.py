@@ -122,7 +122,8 @@ class _Run:
   def __init__(self, plan: plan_lib.RunPlan, command: str, strategy):
     self.plan, self.command, config = plan, command, plan.config
     resuming = workdir_lib.check_rerun(plan.run_dir, config.to_dict(),
-                                       config_lib.IDENTITY_FIELDS)
+                                       config_lib.IDENTITY_FIELDS,
+                                       config_lib.RunConfig().to_dict())
     self.strategy = strategy
     self.chief = strategy_lib.is_chief(self.strategy)
     logging.info("%s %s: %s, tasks %s, patch %s, workdir %s.",

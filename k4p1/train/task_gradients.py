@@ -47,6 +47,7 @@ def structure_key(model: keras.Model):
   shapes = tuple((tuple(v.shape), v.dtype, v.trainable) for v in model.variables)
   return ("patch", id(info.base), repr(info.spec), info.num_classes,
           info.bn_stats, info.add_missing_scales, info.head_is_patch,
+          info.taps_threshold, info.lora_rank, info.lora_alpha,
           tuple(model.input_shape), shapes)
 
 
