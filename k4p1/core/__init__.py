@@ -10,7 +10,9 @@ the flags read the same facts as the trainer without importing TensorFlow.
 - `defaults`: the paper's recipe (learning rate 0.045 for a batch of 96,
   decay) and TAPS's defaults;
 - `names`: task-name rules, dataset-name prefixes, row ids;
-- `config`: `RunConfig`, every setting of a run, and `merge_overrides`.
+- `config`: `RunConfig`, every setting of a run, and `merge_overrides`;
+- `run_kinds`: one `RunPolicy` per kind of run (what it builds, shares,
+  writes, exports; which report table).
 """
 
 from k4p1.core import choices
@@ -18,5 +20,6 @@ from k4p1.core import config
 from k4p1.core import defaults
 from k4p1.core import kinds
 from k4p1.core import names
+from k4p1.core import run_kinds
 from k4p1.core.config import merge_overrides
 from k4p1.core.config import RunConfig
