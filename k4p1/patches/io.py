@@ -14,8 +14,9 @@ share nothing, it covers the architecture (names, shapes, dtypes) only.
 
 `taps` patches store the residual (`<layer>/delta`) of open gates only: a
 closed layer computes exactly the base's convolution, so loading sets its
-residual to zeros (`omitted_closed_residuals` in spec.json lists them; with
-`lora+taps`, a closed layer's `<layer>/lora_a` and `<layer>/lora_b`).
+residual to zeros (`omitted_closed_residuals` in the patch file's record
+lists them; with `lora+taps`, a closed layer's `<layer>/lora_a` and
+`<layer>/lora_b`).
 `lora` patches store each layer's factors unmerged (`<layer>/lora_a`,
 `<layer>/lora_b`); the record's `lora_rank` and `lora_alpha` rebuild them.
 """
