@@ -59,7 +59,8 @@ ONEDNN_SETTINGS = {"inherit": None, "on": "1", "off": "0"}
 CPU_ALLOCATOR_HELP = (
     "The workers' TensorFlow CPU allocator (TF_CPU_ALLOCATOR_USE_BFC): bfc "
     "(pooled) or malloc (TensorFlow's default without oneDNN); inherit: this "
-    "process's environment (importing k4p1 sets bfc unless the variable is set).")
+    "process's environment (bfc unless the variable is set, as k4p1's entry "
+    "points do).")
 
 
 def worker_environment(cpu_allocator: str = "inherit",
@@ -73,6 +74,8 @@ def worker_environment(cpu_allocator: str = "inherit",
       process.
   """
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  # As k4p1's entry points (experiments/logs.py): pooled unless set.
+  env.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
   if CPU_ALLOCATORS[cpu_allocator] is not None:
     env["TF_CPU_ALLOCATOR_USE_BFC"] = CPU_ALLOCATORS[cpu_allocator]
   if ONEDNN_SETTINGS[onednn] is not None:

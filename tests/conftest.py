@@ -16,6 +16,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+# Pooled CPU memory, as k4p1's entry points set it (experiments/logs.py).
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import pathlib  # noqa: E402
 import shutil  # noqa: E402

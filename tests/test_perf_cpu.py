@@ -1,7 +1,7 @@
 """CPU speed fixes that must not change results: the pooled allocator, eval.
 
-- `import k4p1` makes TensorFlow's CPU allocator the pooled BFC allocator
-  (unless `TF_CPU_ALLOCATOR_USE_BFC` is set): without oneDNN, TensorFlow's
+- k4p1's entry points (not `import k4p1`) make TensorFlow's CPU allocator the
+  pooled BFC allocator (unless `TF_CPU_ALLOCATOR_USE_BFC` is set): without oneDNN, TensorFlow's
   default takes every tensor from malloc, which page-faults each step's
   activations in again (BUILD_NOTES.md, "Training speed on AVX2").
 - Training steps under both allocators give the same losses and variables.
@@ -82,15 +82,18 @@ def _run_child(tmp_path, code, env_value):
   return json.loads(line[len("RESULT "):])
 
 
-def test_import_k4p1_pools_cpu_memory_unless_told_otherwise(tmp_path):
-  code = ("import json, os, k4p1\n"
-          "print('RESULT ' + json.dumps(os.environ['TF_CPU_ALLOCATOR_USE_BFC']))")
-  assert _run_child(tmp_path, code, None) == "true"
-  assert _run_child(tmp_path, code, "false") == "false"
+def test_entry_points_pool_cpu_memory_unless_told_otherwise(tmp_path):
+  show = "print('RESULT ' + json.dumps(os.environ.get('TF_CPU_ALLOCATOR_USE_BFC')))"
+  # `import k4p1` changes no process setting.
+  assert _run_child(tmp_path, "import json, os, k4p1\n" + show, None) is None
+  entry = ("import json, os, k4p1\nfrom experiments import logs\n"
+           "logs.import_tensorflow_quietly()\n" + show)
+  assert _run_child(tmp_path, entry, None) == "true"
+  assert _run_child(tmp_path, entry, "false") == "false"
 
 
 def test_training_steps_are_the_same_under_both_cpu_allocators(tmp_path):
-  pooled = _run_child(tmp_path, _TRAIN_SCRIPT, None)  # k4p1's default.
+  pooled = _run_child(tmp_path, _TRAIN_SCRIPT, "true")  # The entry points' default.
   plain = _run_child(tmp_path, _TRAIN_SCRIPT, "false")
   onednn = plain.pop("onednn")
   assert pooled.pop("onednn") == onednn
