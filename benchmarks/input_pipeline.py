@@ -21,6 +21,8 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
+
+import bench_util  # First: pools TensorFlow's CPU memory, as the entry points do.  # pylint: disable=unused-import
 import tensorflow as tf
 
 import k4p1

@@ -30,6 +30,8 @@ import time
 
 from absl import app
 from absl import flags
+
+import bench_util  # First: pools TensorFlow's CPU memory, as the entry points do.  # pylint: disable=unused-import
 import keras
 import numpy as np
 import tensorflow as tf
