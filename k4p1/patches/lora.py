@@ -167,14 +167,7 @@ class LoRALayer(keras.layers.Layer):
       low = ops.conv(low, ops.reshape(b, (1, 1) + tuple(b.shape)),
                      data_format=base.data_format)
     outputs = ops.add(outputs, coefficient * low)
-    if base.use_bias:
-      bias = ops.cast(base.bias, dtype)
-      if getattr(base, "data_format", None) == "channels_first":
-        bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
-      outputs = ops.add(outputs, bias)
-    if base.activation is not None:
-      outputs = base.activation(outputs)
-    return outputs
+    return taps.bias_and_activation(base, outputs, dtype)
 
   def compute_output_shape(self, input_shape):
     return self._base.compute_output_shape(input_shape)

@@ -48,6 +48,20 @@ def straight_through_gate(score, threshold: float):
   return score + tf.stop_gradient(hard - score)
 
 
+def bias_and_activation(base, outputs, dtype):
+  """The end of `base`'s own call on a kernel's output: its bias (in `dtype`,
+  laid out for its data format) and its activation. Shared by the layers that
+  compute a base layer with a per-task kernel (`GatedConv`, `lora.LoRALayer`)."""
+  if base.use_bias:
+    bias = ops.cast(base.bias, dtype)
+    if getattr(base, "data_format", None) == "channels_first":
+      bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
+    outputs = ops.add(outputs, bias)
+  if base.activation is not None:
+    outputs = base.activation(outputs)
+  return outputs
+
+
 class GatedConv(keras.layers.Layer):
   """A base convolution plus a gated, per-task kernel residual.
 
@@ -111,14 +125,7 @@ class GatedConv(keras.layers.Layer):
           dilation_rate=base.dilation_rate, data_format=base.data_format)
     else:
       outputs = base.convolution_op(inputs, kernel)
-    if base.use_bias:
-      bias = ops.cast(base.bias, self.compute_dtype)
-      if base.data_format == "channels_first":
-        bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
-      outputs = ops.add(outputs, bias)
-    if base.activation is not None:
-      outputs = base.activation(outputs)
-    return outputs
+    return bias_and_activation(base, outputs, self.compute_dtype)
 
   def compute_output_shape(self, input_shape):
     return self._base.compute_output_shape(input_shape)
