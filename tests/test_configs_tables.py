@@ -187,5 +187,10 @@ def test_row_ids_take_every_unset_setting_from_the_run_configs_defaults():
                               "patch": "taps+logits"}) == (
       "mobilenet_v2-cifar10-taps+logits-init_copy-"
       f"lambda{default.taps_lambda:g}-lr0.045")
+  assert configs.make_row_id({"dataset": "cifar10", "patch": "lora+logits"}) == (
+      f"mobilenet_v2-cifar10-lora+logits-rank{default.lora_rank}-lr0.045")
+  assert configs.make_row_id({"dataset": "cifar10", "patch": "lora+logits",
+                              "lora_rank": 16, "lora_alpha": 8.0}) == (
+      "mobilenet_v2-cifar10-lora+logits-rank16-alpha8-lr0.045")
   # No dataset: no dataset part (there is no default dataset).
   assert configs.make_row_id({"patch": "logits"}) == "mobilenet_v2-logits-lr0.045"

@@ -212,8 +212,9 @@ def make_row_id(row: dict) -> str:
   multi-resolution rows their sizes ("mobilenet_v2-imagenet2012-res96_128-...");
   a folder dataset appears as its task name ("folder_photos"); the input
   size, `add_missing_scales` ("gammas"), a `bn_stats` ("bn_frozen") or
-  `bn_init` ("init_copy") other than the default, and a TAPS patch's
-  `taps_lambda` ("lambda1") appear when set. A setting the row does not give
+  `bn_init` ("init_copy") other than the default, a TAPS patch's
+  `taps_lambda` ("lambda1") and a LoRA patch's `lora_rank` ("rank4", and
+  `lora_alpha` as "alpha8" when set) appear when set. A setting the row does not give
   is `RunConfig`'s default. Characters other than letters, digits and
   "_.+=-" become "_" (`k4p1.core.names.row_id`).
 
@@ -245,5 +246,9 @@ def make_row_id(row: dict) -> str:
     parts.append(f"init_{config.bn_init}")
   if "taps" in str(config.patch):
     parts.append(f"lambda{_format_number(config.taps_lambda)}")
+  if "lora" in str(config.patch):
+    parts.append(f"rank{config.lora_rank}")
+    if config.lora_alpha is not None:
+      parts.append(f"alpha{_format_number(config.lora_alpha)}")
   parts.append(f"lr{_format_number(config.learning_rate)}")
   return core.names.row_id("-".join(parts))
