@@ -19,6 +19,10 @@ is not measured):
       `k4p1.eval.make_accuracy_fn` (what runs evaluate with) on the
       `scale_bias+logits` task model, one pass over `--steps` batches per
       call: should match `inference` (its ratio to it is printed);
+  depthwise+logits, lora+logits, lora+scale_bias+logits, taps+scale_bias+logits (only when
+  named in `--regimes`)
+      the training step of those patch kinds, like `full` (LoRA at
+      `--lora_rank`; TAPS computes every residual's gradient, open or not);
   precise_bn, litert_export (only when named in `--regimes`)
       `PreciseBatchNorm.update` over `--steps` batches of the
       `scale_bias+logits` task (PreciseBN's and bn_init's pass); one float32
@@ -45,6 +49,8 @@ BFC); JSON (written atomically) holds every round and the load average.
   python benchmarks/train_step.py --cpu_allocator=malloc --threads=1  # see flags
   python benchmarks/train_step.py --onednn=both \
       --regimes=full,scale_bias+logits,logits,inference,eval,precise_bn,litert_export
+  python benchmarks/train_step.py --image_sizes=64 --lora_rank=4 \
+      --regimes=full,scale_bias+logits,depthwise+logits,lora+logits,lora+scale_bias+logits
 """
 
 import json
@@ -62,6 +68,9 @@ from k4p1 import atomic  # Standard library only: the parent stays TF-free.
 
 REGIMES = ("full", "scale_bias+logits", "scale_bias+depthwise+logits", "logits",
            "logits_cached", "keras_fit", "inference", "eval")
+# Patch kinds' training steps timed on request (`--regimes`).
+PATCH_REGIMES = ("depthwise+logits", "lora+logits", "lora+scale_bias+logits",
+                 "taps+scale_bias+logits")
 # Timed on request (`--regimes`), e.g. for `--onednn=both`.
 EXTRA_REGIMES = ("precise_bn", "litert_export")
 ONEDNN = ("inherit", "on", "off", "both")
@@ -74,6 +83,7 @@ _ROUNDS = flags.DEFINE_integer("rounds", 7, "Round-robin rounds.")
 _WARMUP = flags.DEFINE_integer("warmup_steps", 2, "Untimed steps (tracing).")
 _ALPHA = flags.DEFINE_float("alpha", 1.0, "MobileNetV2 width multiplier.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 100, "Head size.")
+_LORA_RANK = flags.DEFINE_integer("lora_rank", 4, "Rank of the lora regimes.")
 _JIT = flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                          "XLA for k4p1's step (auto: off on CPU).")
 _MIXED = flags.DEFINE_enum("mixed_precision", "none",
@@ -198,7 +208,8 @@ def _build_worker(regime: str, size: int):
     return run, info
 
   spec = "logits" if regime == "logits_cached" else regime
-  task = patches.apply_patch(base, spec, task="bench", num_classes=classes)
+  rank = {"lora_rank": _LORA_RANK.value} if "lora" in spec else {}
+  task = patches.apply_patch(base, spec, task="bench", num_classes=classes, **rank)
   info["patch_trainable"] = patches.count_params(task)["patch_trainable"]
   model = task
   if regime == "logits_cached":
@@ -407,10 +418,10 @@ def main(argv):
   if _WORKER.value:
     _serve(_WORKER.value, _SIZE.value)
     return
-  unknown = sorted(set(_REGIMES.value) - set(REGIMES + EXTRA_REGIMES))
+  valid = REGIMES + PATCH_REGIMES + EXTRA_REGIMES
+  unknown = sorted(set(_REGIMES.value) - set(valid))
   if unknown:
-    raise app.UsageError(f"Unknown regimes {unknown}; valid: "
-                         f"{', '.join(REGIMES + EXTRA_REGIMES)}.")
+    raise app.UsageError(f"Unknown regimes {unknown}; valid: {', '.join(valid)}.")
   load_before = os.getloadavg()
   began = time.time()
   results = {}

@@ -11,7 +11,10 @@ that every row of its config has a finished run with that row's settings.
 * `results/cpu_scale_taps/`: TAPS next to the fixed patches in that same
   32-px setting, run the same day (config `cpu_scale_taps`);
 * `results/cpu_scale/`: the `cpu_scale` config (64 px, mnist5k and
-  mnistm5k), once its runs are committed.
+  mnistm5k);
+* `results/cpu_scale_lora/`: LoRA ranks and TAPS lambdas in `cpu_scale`'s
+  setting on mnistm5k (config `cpu_scale_lora`); its tables also read
+  `cpu_scale`'s runs, the fixed kinds it is compared with.
 """
 
 import json
@@ -30,7 +33,10 @@ REPRODUCTIONS = [("cpu_scale_32px_copy", "cpu_scale_32px_copy", "cpu_scale", "co
                   (0, 1, 2)),
                  ("cpu_scale_taps", "cpu_scale_taps", "cpu_scale_taps", "copy",
                   (0, 1, 2)),
-                 ("cpu_scale", "cpu_scale", "cpu_scale", "preserve", (0, 1, 2))]
+                 ("cpu_scale", "cpu_scale", "cpu_scale", "preserve", (0, 1, 2)),
+                 ("cpu_scale_lora", "cpu_scale_lora", "cpu_scale_lora", "preserve", (0, 1, 2))]
+# Reproductions whose tables also read another's runs.
+ALSO_READ = {"cpu_scale_lora": ("cpu_scale",)}
 
 
 def _spec(text: str) -> str:
@@ -79,6 +85,8 @@ def test_every_row_has_a_finished_run_with_its_settings(
     # Runs from before taps_lambda existed ran with TAPS's default.
     assert config.get("taps_lambda", core.defaults.TAPS_LAMBDA) == row.get(
         "taps_lambda", core.defaults.TAPS_LAMBDA)
+    assert config.get("lora_rank", core.defaults.LORA_RANK) == row.get(
+        "lora_rank", core.defaults.LORA_RANK)
     if configs.row_kind(row) == "multitask":
       assert config["tasks"] == list(row["tasks"])
     else:
@@ -88,8 +96,8 @@ def test_every_row_has_a_finished_run_with_its_settings(
 @pytest.mark.parametrize("directory", [r[0] for r in REPRODUCTIONS])
 def test_committed_tables_are_what_make_tables_writes_from_the_runs(directory,
                                                                    tmp_path):
-  written = report.write_report(RESULTS / directory / "runs", tmp_path,
-                                ["md", "csv"])
+  dirs = [RESULTS / d / "runs" for d in (directory,) + ALSO_READ.get(directory, ())]
+  written = report.write_report(dirs, tmp_path, ["md", "csv"])
   assert written
   for path in written:
     assert (RESULTS / directory / path.name).read_text() == path.read_text(), path.name

@@ -377,8 +377,10 @@ def test_the_report_knows_the_kind():
                                 ("lora+logits", {"lora_rank": 8, "lora_alpha": 8.0}),
                                 ("logits", {}))]
   varying, shared = cells.split_settings(runs, ["lora_rank", "lora_alpha"])
-  assert varying == ("lora_rank", "lora_alpha")  # alpha unset: the rank, 4.
-  assert cells.row_key(runs[0], varying).label == "logits+lora (lora_rank=4, lora_alpha=4)"
+  assert varying == ("lora_rank", "lora_alpha")  # alpha unset: "lora_rank" (= the rank).
+  assert cells.row_key(runs[0], varying).label == (
+      "logits+lora (lora_rank=4, lora_alpha=lora_rank)")
+  assert cells.row_key(runs[1], varying).label == "logits+lora (lora_rank=8, lora_alpha=8)"
   assert cells.row_key(runs[2], varying).label == "logits"
   assert not shared
   assert architectures.get("resnet50").targets("lora").startswith("every Conv2D")

@@ -1,43 +1,34 @@
 """LoRA patches through the runner: transfer, multi-task, sequential, exports.
 
-A tiny MobileNetV2 (alpha 0.35, random weights saved to a file) on the shipped
+A tiny MobileNetV2 (`helpers.tiny_base`: alpha 0.35, random weights saved to a file) on the shipped
 mnist5k digits at 32 px and on `tfds.testing.mock_data`, as test_taps_runs.py.
 """
 
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from k4p1 import models
 from k4p1 import patches
 from k4p1.patches import lora
+from helpers import tiny_base
 
 pytestmark = pytest.mark.slow
 
-SIZE = 32
+SIZE = tiny_base.SIZE
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-  keras.utils.set_random_seed(0)
-  base = models.build_backbone("mobilenet_v2", None, weights=None, alpha=0.35)
-  path = str(tmp_path_factory.mktemp("lora") / "base.weights.h5")
-  base.save_weights(path)
-  return path
-
-
-def fresh_base(path):
-  return models.build_backbone("mobilenet_v2", SIZE, weights=path, alpha=0.35)
+  return tiny_base.save_tiny_base(tmp_path_factory.mktemp("lora"))
 
 
 def config(workdir, weights, **overrides):
   from k4p1 import train  # pylint: disable=g-import-not-at-top
   settings = dict(workdir=str(workdir), dataset="mnist5k", weights=weights,
-                  alpha=0.35, image_size=SIZE, patch="lora+scale_bias+logits",
+                  alpha=tiny_base.ALPHA, image_size=SIZE, patch="lora+scale_bias+logits",
                   batch_size=32, train_steps=12, eval_every=0,
                   checkpoint_every=0, summary_every=4, precise_bn_batches=2,
                   lora_rank=2, lora_alpha=4.0)
@@ -59,7 +50,7 @@ def transfer_run(tmp_path_factory, weights):
 
 def test_transfer_run_records_and_trains_only_the_factors(transfer_run, weights):
   workdir, results = transfer_run
-  base = fresh_base(weights)
+  base = tiny_base.fresh_base(weights)
   entry = results["tasks"]["mnist5k"]
   assert entry["lora"]["rank"] == 2 and entry["lora"]["alpha"] == 4.0
   assert entry["lora"]["layers"] == 35
@@ -69,7 +60,7 @@ def test_transfer_run_records_and_trains_only_the_factors(transfer_run, weights)
   record, arrays = patches.read_patch_file(workdir / "patches" / "mnist5k.safetensors")
   assert (record["lora_rank"], record["lora_alpha"]) == (2, 4.0)
   # Strict fingerprint: the shared weights are the file's, bit for bit.
-  before = fresh_base(weights).get_weights()
+  before = tiny_base.fresh_base(weights).get_weights()
   for a, b in zip(before, base.get_weights()):
     np.testing.assert_array_equal(a, b)
   assert any(np.any(a) for k, a in arrays.items() if k.endswith("/lora_b"))
@@ -78,7 +69,7 @@ def test_transfer_run_records_and_trains_only_the_factors(transfer_run, weights)
 
 def test_transfer_tflite_merges_the_factors(transfer_run, weights):
   workdir, results = transfer_run
-  model = patches.load_patch(fresh_base(weights),
+  model = patches.load_patch(tiny_base.fresh_base(weights),
                              str(workdir / "patches" / "mnist5k.safetensors"))
   images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 3)).astype("float32")
   expected = model(images).numpy()
@@ -105,7 +96,7 @@ def test_multitask_and_sequential_lora_on_mock_data(tmp_path, weights):
   images = np.random.default_rng(1).uniform(-1, 1, (2, SIZE, SIZE, 3)).astype("float32")
   with tfds.testing.mock_data(num_examples=8):
     results = train.run(config(workdir, weights, **settings))
-    base = fresh_base(weights)
+    base = tiny_base.fresh_base(weights)
     task_models = [patches.load_patch(base, str(workdir / "patches" / f"{n}.safetensors"))
                    for n in ("cifar10", "mnist5k_0-4")]
     for model, task in zip(task_models, results["tasks"].values()):

@@ -65,6 +65,23 @@ def test_entry_point_default_out_dir_and_format(results_dir):
                             "multitask_mobilenet_v2_a_b.csv"])
 
 
+def test_entry_point_reads_comma_separated_directories_as_one(results_dir, tmp_path):
+  more = tmp_path / "more"
+  testing.write_run(more / "inc/flowers/full", model="inception_v3", patch="full",
+                    tasks={"oxford_flowers102": 0.97}, command="cmd d")
+  out = tmp_path / "report"
+  result = _make_tables(f"--results_dir={results_dir},{more}", f"--out_dir={out}",
+                        "--format=md")
+  assert result.returncode == 0, result.stderr
+  document = (out / "tables.md").read_text()
+  assert "from 5 results.json file(s)" in document
+  assert "| logits | 80.0 | 84.5 |" in document and "| full | 97.0 |" in document
+  # Two directories and nowhere to write: refused before anything is written.
+  result = _make_tables(f"--results_dir={results_dir},{more}", "--format=md")
+  assert result.returncode != 0 and "need an out_dir" in result.stderr
+  assert not (results_dir / "tables.md").exists()
+
+
 def test_entry_point_names_a_malformed_file(results_dir, tmp_path):
   bad = results_dir / "broken" / "results.json"
   bad.parent.mkdir()

@@ -1,4 +1,4 @@
-"""Tests of the TAPS table: TAPS rows per lambda beside the fixed kinds, and its plot."""
+"""Tests of the parameter-budget table: TAPS and LoRA rows beside the fixed kinds, and its plot."""
 
 import numpy as np
 import pytest
@@ -69,17 +69,19 @@ def test_taps_table_rows_means_stored_params_and_open_layers(taps_dir):
   assert grid.kind == "taps" and grid.dataset == "mnist5k"
   assert [row.label for row in grid.rows] == LABELS   # lambdas in numeric order
   table = tables.build_table(grid)
-  assert table.title == "TAPS: accuracy vs task-specific parameters (mobilenet_v2 on mnist5k)"
+  assert table.title == ("Accuracy vs task-specific parameters: TAPS beside the fixed patches "
+                         "(mobilenet_v2 on mnist5k)")
   assert table.md_header == ["patch", "accuracy (%)", "task-specific params", "% of model",
-                             "trained params", "open layers", "open Conv2D",
+                             "trained params", "frontier", "open layers", "open Conv2D",
                              "open DepthwiseConv2D"]
+  # Each row is more accurate than every row with fewer parameters: all on the frontier.
   assert table.md_rows == [
-      ["logits", "61.0 ± 1.4 (n=2)", "100", "1%", "100", "—", "—", "—"],
-      ["logits+scale_bias", "66.0 ± 1.4 (n=2)", "400", "4%", "250", "—", "—", "—"],
-      [LABELS[2], "82.0 ± 2.8 (n=2)", "5,500 ± 707", "55%", "9,000", "42.0 / 52 (80.8%)",
-       "29.0 / 35 (82.9%)", "13.0 / 17 (76.5%)"],
-      [LABELS[3], "71.0 ± 1.4 (n=2)", "1,100 ± 141", "11%", "9,000", "11.0 / 52 (21.2%)",
-       "7.0 / 35 (20.0%)", "4.0 / 17 (23.5%)"]]
+      ["logits", "61.0 ± 1.4 (n=2)", "100", "1%", "100", "yes", "—", "—", "—"],
+      ["logits+scale_bias", "66.0 ± 1.4 (n=2)", "400", "4%", "250", "yes", "—", "—", "—"],
+      [LABELS[2], "82.0 ± 2.8 (n=2)", "5,500 ± 707", "55%", "9,000", "yes",
+       "42.0 / 52 (80.8%)", "29.0 / 35 (82.9%)", "13.0 / 17 (76.5%)"],
+      [LABELS[3], "71.0 ± 1.4 (n=2)", "1,100 ± 141", "11%", "9,000", "yes",
+       "11.0 / 52 (21.2%)", "7.0 / 35 (20.0%)", "4.0 / 17 (23.5%)"]]
   # The off-rate run stays out; every other run is a source.
   assert [w for w, _ in table.sources] == sorted(
       ["taps2-s0", "taps2-s1", "taps10-s0", "taps10-s1", "logits-s0", "logits-s1", "sb-s0",
@@ -97,13 +99,13 @@ def test_taps_table_csv(taps_dir):
   assert lines[0] == (
       "patch,settings,accuracy %,std,n,learning rate,task-specific params,"
       "task-specific params std,task-specific params per run,% of model,trained params,"
-      "open layers,gated layers,open %,Conv2D open,Conv2D gated,DepthwiseConv2D open,"
+      "frontier,open layers,gated layers,open %,Conv2D open,Conv2D gated,DepthwiseConv2D open,"
       "DepthwiseConv2D gated,workdirs")
   assert lines[1] == (
-      "logits,,61.0,1.4142,2,0.0142,100.0,0.0,100;100,1.0,100,,,,,,,,logits-s0;logits-s1")
+      "logits,,61.0,1.4142,2,0.0142,100.0,0.0,100;100,1.0,100,true,,,,,,,,logits-s0;logits-s1")
   assert lines[3] == (
       "logits+scale_bias+taps,taps_lambda=2,82.0,2.8284,2,0.0142,5500.0,707.1068,5000;6000,"
-      "55.0,9000,42.0,52,80.7692,29.0,35,13.0,17,taps2-s0;taps2-s1")
+      "55.0,9000,true,42.0,52,80.7692,29.0,35,13.0,17,taps2-s0;taps2-s1")
 
 
 def test_taps_rows_in_the_transfer_table_name_lambda_fixed_rows_do_not(taps_dir):
@@ -157,7 +159,8 @@ def test_write_report_writes_the_taps_table_csv_and_plot(taps_dir, tmp_path):
   assert f"{TAPS_TABLE}.csv" in names and f"{TAPS_TABLE}_params.png" in names
   assert (out / f"{TAPS_TABLE}_params.png").read_bytes().startswith(PNG_MAGIC)
   document = (out / "tables.md").read_text()
-  assert "## TAPS: accuracy vs task-specific parameters (mobilenet_v2 on mnist5k)" in document
+  assert ("## Accuracy vs task-specific parameters: TAPS beside the fixed patches "
+          "(mobilenet_v2 on mnist5k)") in document
   assert "| logits+scale_bias+taps (taps_lambda=10) | 71.0 ± 1.4 (n=2) | 1,100 ± 141 |" in (
       document)
 
@@ -179,3 +182,65 @@ def test_runs_without_taps_get_no_taps_table_and_no_lambda_clutter(tmp_path):
   assert rendered[recorded] == rendered[unrecorded]
   assert "taps" not in rendered[recorded]
   assert not [p for p in report.write_report(recorded, tmp_path / "o") if "taps" in p.name]
+
+
+def _lora(path, patch, rank, seed, accuracy, stored, learning_rate=0.0142, held=None):
+  data = _run(path, patch, seed, accuracy, stored, stored, learning_rate=learning_rate)
+  data["config"]["lora_rank"] = rank
+  if held is not None:
+    data["tasks"]["mnist5k"].update(validation_accuracy=held, validation_examples=800)
+  return data
+
+
+def test_lora_rows_get_the_budget_table_with_frontier_and_dashed_lines(tmp_path):
+  runs = {
+      "logits": _run("logits", "logits", 0, 0.60, 100, 100),
+      "dw": _run("dw", "depthwise+logits", 0, 0.80, 700, 700),
+      "r1": _lora("r1", "lora+logits", 1, 0, 0.70, 800),      # DW: fewer params, more accurate
+      "r4": _lora("r4", "lora+logits", 4, 0, 0.85, 2400),
+      "r16": _lora("r16", "lora+logits", 16, 0, 0.84, 9600),  # r4 beats it with fewer
+      "sb-r4": _lora("sb-r4", "lora+scale_bias+logits", 4, 0, 0.90, 2800),
+  }
+  for name, data in runs.items():
+    testing.write_run(tmp_path / name, data)
+  grid = _grids(tmp_path)["lora_mobilenet_v2_mnist5k"]
+  table = tables.build_table(grid)
+  assert table.title == ("Accuracy vs task-specific parameters: LoRA beside the fixed patches "
+                         "(mobilenet_v2 on mnist5k)")
+  frontier = {row[0]: row[5] for row in table.md_rows}
+  assert frontier == {
+      "logits": "yes", "logits+depthwise": "yes", "logits+lora (lora_rank=1)": "",
+      "logits+lora (lora_rank=4)": "yes", "logits+lora (lora_rank=16)": "",
+      "logits+scale_bias+lora (lora_rank=4)": "yes"}
+  assert "both rank-r factors" in table.caption
+  assert "lora_alpha=lora_rank (lora runs only)" in table.caption
+  (ax,) = plots.plot_grid(grid).axes
+  (dashed,) = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+  np.testing.assert_allclose(dashed.get_xdata(), [800, 2400, 9600])   # one LoRA patch, 3 ranks
+  assert len(ax.collections) >= 4   # the four frontier rows are ringed
+
+
+def test_budget_table_takes_each_row_at_its_validation_selected_rate(tmp_path):
+  for lr, acc, held in ((0.0045, 0.70, 0.60), (0.0142, 0.80, 0.90), (0.045, 0.95, 0.50)):
+    testing.write_run(tmp_path / f"r4-{lr}", _lora(f"r4-{lr}", "lora+logits", 4, 0, acc, 2400,
+                                                   learning_rate=lr, held=held))
+  testing.write_run(tmp_path / "logits", _run("logits", "logits", 0, 0.60, 100, 100))
+  table = tables.build_table(_grids(tmp_path)["lora_mobilenet_v2_mnist5k"])
+  rows = {row[0]: row[1] for row in table.md_rows}
+  # The best validation accuracy picks 0.0142 (test 80.0), not the best test accuracy (95.0).
+  assert rows["logits+lora"] == "80.0 @lr=0.0142"
+  assert "best mean validation accuracy" in table.caption
+
+
+def test_write_report_reads_several_directories_as_one(taps_dir, tmp_path_factory):
+  extra, out = tmp_path_factory.mktemp("extra"), tmp_path_factory.mktemp("out") / "both"
+  testing.write_run(extra / "r4", _lora("r4", "lora+scale_bias+logits", 4, 0, 0.9, 2800))
+  report.write_report([taps_dir, extra], out, ["md"])
+  document = (out / "tables.md").read_text()
+  assert "TAPS and LoRA beside the fixed patches" in document
+  assert "| logits+scale_bias+lora | 90.0 | 2,800 |" in document   # one rank: in the caption
+  with pytest.raises(ValueError, match="need an out_dir"):
+    report.write_report([taps_dir, extra])
+  testing.write_run(extra / "logits-s0", _run("logits-s0", "logits", 0, 0.6, 100, 100))
+  with pytest.raises(ValueError, match="'logits-s0' is under both"):
+    report.write_report([taps_dir, extra], out, ["md"])

@@ -1,44 +1,38 @@
 """TAPS patches through the runner: transfer, multi-task, sequential, exports.
 
-A tiny MobileNetV2 (alpha 0.35, random weights saved to a file) on the shipped
+A tiny MobileNetV2 (`helpers.tiny_base`: alpha 0.35, random weights saved to a file) on the shipped
 mnist5k digits at 32 px and on `tfds.testing.mock_data`.
 """
 
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from k4p1 import models
 from k4p1 import patches
 from k4p1 import train
+from helpers import tiny_base
 from helpers.summaries import event_tags
 
 pytestmark = pytest.mark.slow
 
-SIZE = 32
+SIZE = tiny_base.SIZE
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-  keras.utils.set_random_seed(0)
-  base = models.build_backbone("mobilenet_v2", None, weights=None, alpha=0.35)
-  path = str(tmp_path_factory.mktemp("taps") / "base.weights.h5")
-  base.save_weights(path)
-  return path
+  return tiny_base.save_tiny_base(tmp_path_factory.mktemp("taps"))
 
 
 def base_arrays(path):
-  return [w.copy() for w in models.build_backbone(
-      "mobilenet_v2", SIZE, weights=path, alpha=0.35).get_weights()]
+  return [w.copy() for w in tiny_base.fresh_base(path).get_weights()]
 
 
 def config(workdir, weights, **overrides):
   settings = dict(workdir=str(workdir), dataset="mnist5k", weights=weights,
-                  alpha=0.35, image_size=SIZE, patch="taps+scale_bias+logits",
+                  alpha=tiny_base.ALPHA, image_size=SIZE, patch="taps+scale_bias+logits",
                   batch_size=32, train_steps=25, eval_every=0,
                   checkpoint_every=0, summary_every=5, precise_bn_batches=4,
                   taps_warmup_epochs=0.0)
@@ -74,7 +68,7 @@ def test_large_lambda_closes_gates_and_shrinks_the_patch(transfer_runs):
 
 def test_only_patch_variables_moved(transfer_runs, weights):
   workdir, _ = transfer_runs[50.0]
-  base = models.build_backbone("mobilenet_v2", SIZE, weights=weights, alpha=0.35)
+  base = tiny_base.fresh_base(weights)
   model = patches.load_patch(base, str(workdir / "patches" / "mnist5k.safetensors"))
   # The patch loaded onto a fresh base (strict fingerprint: shared weights
   # equal the file's) and the base's arrays are the saved ones, bit for bit.
@@ -87,7 +81,7 @@ def test_only_patch_variables_moved(transfer_runs, weights):
 
 def test_tflite_export_bakes_the_gates(transfer_runs, weights):
   workdir, results = transfer_runs[50.0]
-  base = models.build_backbone("mobilenet_v2", SIZE, weights=weights, alpha=0.35)
+  base = tiny_base.fresh_base(weights)
   model = patches.load_patch(base, str(workdir / "patches" / "mnist5k.safetensors"))
   images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 3)).astype("float32")
   expected = model(images).numpy()

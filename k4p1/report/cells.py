@@ -42,7 +42,10 @@ KIND_SETTINGS = {"taps_lambda": "taps", "taps_threshold": "taps", "taps_warmup_e
 KIND_SETTING_DEFAULTS = {"taps_lambda": defaults.TAPS_LAMBDA,
                          "taps_threshold": defaults.TAPS_THRESHOLD,
                          "lora_rank": defaults.LORA_RANK}
-# A kind's setting whose unset value is another setting's (LoRA's alpha: the rank).
+# A kind's setting whose unset value is another setting's (LoRA's alpha: the
+# rank). Unset, it reads as that setting's name, so rows of several ranks and
+# the default alpha share it ("lora_alpha=lora_rank") instead of each row
+# repeating its rank.
 KIND_SETTING_FALLBACKS = {"lora_alpha": "lora_rank"}
 # Settings a results.json written before they existed ran with: trained BN
 # layers started from the base's values ("copy") before bn_init existed.
@@ -196,7 +199,7 @@ def _setting(run: collect.RunResult, key: str) -> Any:
   default = KIND_SETTING_DEFAULTS.get(key, RECORD_DEFAULTS.get(key))
   value = run.config.get(key, default)
   if value is None and key in KIND_SETTING_FALLBACKS:
-    return _setting(run, KIND_SETTING_FALLBACKS[key])
+    return KIND_SETTING_FALLBACKS[key]
   return value
 
 

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from k4p1 import paths
 from k4p1 import workdir as workdir_lib
@@ -309,4 +309,26 @@ def collect_runs(results_dir: str | os.PathLike[str]) -> list[RunResult]:
     ResultsFileError: a results.json is malformed (the message names it).
   """
   runs = [load_run(path, results_dir) for path in find_results_files(results_dir)]
+  return sorted(runs, key=lambda run: run.workdir)
+
+
+def collect_runs_of(results_dirs: Sequence[str | os.PathLike[str]]) -> list[RunResult]:
+  """`collect_runs` of several directories read as one, sorted by workdir.
+
+  Raises:
+    FileNotFoundError: a directory is missing.
+    ValueError: no directory given, or two hold a workdir of the same name
+      (their tables would silently mix two runs under one name).
+    ResultsFileError: a results.json is malformed (the message names it).
+  """
+  if not results_dirs:
+    raise ValueError("no results directory given")
+  owner, runs = {}, []
+  for directory in results_dirs:
+    for run in collect_runs(directory):
+      if run.workdir in owner:
+        raise ValueError(f"workdir {run.workdir!r} is under both {str(owner[run.workdir])!r} "
+                         f"and {str(directory)!r}; read one of them")
+      owner[run.workdir] = directory
+      runs.append(run)
   return sorted(runs, key=lambda run: run.workdir)

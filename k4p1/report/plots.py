@@ -5,6 +5,7 @@ global backend switch (a user's notebook keeps its own), plotting works
 headless, and figures need no closing.
 """
 
+import collections
 import math
 import os
 import pathlib
@@ -16,6 +17,7 @@ from matplotlib.backends import backend_agg
 from k4p1 import atomic
 from k4p1 import paths
 from k4p1.report import grids as grids_lib
+from k4p1.report import selection
 from k4p1.report import taps as taps_lib
 
 _MARKERS = "osD^vP*Xh<>p"
@@ -134,46 +136,59 @@ def plot_accuracy_vs_learning_rate(grid: grids_lib.Grid) -> figure_lib.Figure:
 
 
 def plot_taps(grid: grids_lib.Grid) -> figure_lib.Figure:
-  """Accuracy vs task-specific (stored) parameters (log x) of a TAPS grid.
+  """Accuracy vs task-specific (stored) parameters (log x) of a TAPS/LoRA grid.
 
-  One point per row (patch, TAPS lambda) at its runs' mean, with error bars of
-  ± one sample std of accuracy and of stored parameters over the runs (seeds);
-  the TAPS rows are joined by a dotted line in order of their parameters.
+  One point per row (patch, TAPS lambda, LoRA rank) at its runs' mean, with
+  error bars of ± one sample std of accuracy and of stored parameters over the
+  runs (seeds); the rows of one TAPS or LoRA patch (lambdas, ranks) are joined
+  by a line in order of their parameters (TAPS dotted, LoRA dashed), and the
+  rows on the accuracy-parameters frontier (`taps.frontier`) are ringed.
 
   Args:
     grid: a "taps" grid.
 
   Returns:
     The Figure; its axes hold one errorbar container per row with stored
-    parameters recorded, plus the one line joining the TAPS rows (if two or more).
+    parameters recorded, plus one line per TAPS or LoRA patch with two or
+    more rows.
   """
   fig = _new_figure((10, 5.5))
   ax = fig.add_subplot()
   markers = _row_styles(grid)
   ((task, _),) = grid.columns
-  taps_points = []
+  families = collections.defaultdict(list)
+  best = taps_lib.frontier(grid)
   for i, row in enumerate(grid.rows):
     cell = grid.cells[(row, grid.columns[0])]
     stats = taps_lib.cell_stats(cell, task)
     if stats.stored_mean is None:
       continue
+    color = _COLORS[i % len(_COLORS)]
     ax.errorbar([stats.stored_mean], [cell.mean_pct], yerr=[cell.std_pct or 0.0],
                 xerr=[stats.stored_std or 0.0], marker=markers[row], markersize=8,
-                color=_COLORS[i % len(_COLORS)], capsize=4, linestyle="", label=row.label)
-    if taps_lib.TAPS_KIND in row.kinds:
-      taps_points.append((stats.stored_mean, cell.mean_pct))
-  if len(taps_points) > 1:
-    taps_points.sort()
-    ax.plot([x for x, _ in taps_points], [y for _, y in taps_points], ":", color="gray",
-            linewidth=1.2, zorder=1)
+                color=color, capsize=4, linestyle="", label=row.label)
+    if row in best:
+      ax.scatter([stats.stored_mean], [cell.mean_pct], s=260, facecolors="none",
+                 edgecolors="black", linewidths=1.0, zorder=3)
+    if row.kinds & set(taps_lib.BUDGET_KINDS):
+      families[row.kinds].append((stats.stored_mean, cell.mean_pct))
+  for kinds, points in families.items():
+    if len(points) > 1:
+      points.sort()
+      ax.plot([x for x, _ in points], [y for _, y in points],
+              ":" if taps_lib.TAPS_KIND in kinds else "--", color="gray",
+              linewidth=1.2, zorder=1)
   ax.set_xscale("log")
   ax.set_xlabel("task-specific parameters kept (params.patch_stored, log scale)")
   ax.set_ylabel("top-1 accuracy (%)")
   ax.grid(True, which="both", alpha=0.3)
   lr = grid.main_learning_rate
-  ax.set_title(f"TAPS vs fixed patches: {grid.model} on {grid.dataset}\n"
-               + (f"learning rate {lr:g}; " if lr is not None else "")
-               + "error bars: ± 1 std over runs", fontsize=11)
+  if selection.selected_cells(grid):
+    rate = "learning rate per row selected on validation; "
+  else:
+    rate = f"learning rate {lr:g}; " if lr is not None else ""
+  ax.set_title(f"{grid.title}\n{rate}error bars: ± 1 std over runs; ringed: on the "
+               "frontier", fontsize=11)
   fig.legend(title="patch", loc="outside right upper", fontsize=9)
   return fig
 

@@ -235,15 +235,18 @@ TAPS_CAPTION = (
     "Task-specific params: what the task's patch file stores after training "
     "(`params.patch_stored`; mean ± sample std where runs differ): for TAPS, the residuals of "
     "the convolutions whose gates are open + every gate's score + the task's BatchNormalization "
-    "layers (gammas, betas and moving statistics) + the logits layer; for the fixed kinds the "
-    "same definition (their trained weights + the task's BN moving statistics, where the patch "
-    "has its own BN, + the logits layer), so the rows compare like for like. Trained params: "
-    "what training updates (`params.patch_trainable`; for TAPS every residual, open or not). "
-    "% of model: task-specific params / `params.total`. Open layers: gated convolutions whose "
-    "gate is open after training, mean over runs / gated (`tasks.<task>.taps`), then by layer "
-    f"class; {NO_RUN} for the fixed kinds, which have no gates. Neither the paper nor TAPS "
-    "(Wallingford et al., CVPR 2022) publishes numbers for this setting: no paper column "
-    f"({paper.NOT_AVAILABLE}).")
+    "layers (gammas, betas and moving statistics) + the logits layer; for LoRA, both rank-r "
+    "factors of every Conv2D and Dense kernel (r·(k·k·C_in + C_out) each) + the task's BN "
+    "layers where the patch has S/B + the logits layer; for the fixed kinds the same definition "
+    "(their trained weights + the task's BN moving statistics, where the patch has its own BN, "
+    "+ the logits layer), so the rows compare like for like. Trained params: what training "
+    "updates (`params.patch_trainable`; for TAPS every residual, open or not). % of model: "
+    "task-specific params / `params.total`. Frontier: yes when no other row is at least as "
+    "accurate (mean) with at most as many task-specific params (mean), one of them strictly. "
+    "Open layers: gated convolutions whose gate is open after training, mean over runs / gated "
+    f"(`tasks.<task>.taps`), then by layer class; {NO_RUN} for rows without gates. Neither the "
+    "paper, TAPS (Wallingford et al., CVPR 2022) nor LoRA publishes numbers for this setting: "
+    f"no paper column ({paper.NOT_AVAILABLE}).")
 
 
 def _fraction_text(fraction: taps_lib.Fraction | None) -> str:
@@ -271,6 +274,7 @@ def _taps_rows(grid: grids_lib.Grid, classes: list[str]):
   """The TAPS table's Markdown and CSV rows."""
   md_rows, csv_rows = [], []
   ((task, _),) = grid.columns
+  best = taps_lib.frontier(grid)
   for row in grid.rows:
     cell = grid.cells[(row, grid.columns[0])]
     stats = taps_lib.cell_stats(cell, task)
@@ -278,13 +282,13 @@ def _taps_rows(grid: grids_lib.Grid, classes: list[str]):
     pct = stats.stored_pct_mean
     md_rows.append([row.label, format_accuracy(cell, grid.main_learning_rate), _stored_text(stats),
                     NO_RUN if pct is None else _pct(pct), _span(stats.trained, "{:,}".format),
-                    _fraction_text(stats.gates)] + [_fraction_text(f) for f in by_class])
+                    "yes" if row in best else "", _fraction_text(stats.gates)] + [_fraction_text(f) for f in by_class])
     csv_rows.append(
         _row_csv_start(row) + _cell_csv(cell)[:4]
         + ["" if pct is None else repr(round(stats.stored_mean, 4)),
            "" if stats.stored_std is None else repr(round(stats.stored_std, 4)),
            _csv_span(stats.stored), "" if pct is None else _csv_pct(pct),
-           _csv_span(stats.trained)]
+           _csv_span(stats.trained), str(row in best).lower()]
         + _fraction_csv(stats.gates)
         + ["" if stats.gates is None else _csv_pct(stats.gates.pct)]
         + [v for f in by_class for v in _fraction_csv(f)]
@@ -293,24 +297,22 @@ def _taps_rows(grid: grids_lib.Grid, classes: list[str]):
 
 
 def _taps_table(grid: grids_lib.Grid) -> Table:
-  """TAPS rows beside the fixed patch kinds: accuracy vs task-specific parameters."""
+  """TAPS and LoRA rows beside the fixed patch kinds: accuracy vs task-specific parameters."""
   classes = taps_lib.grid_layer_classes(grid)
   md_header = (["patch", "accuracy (%)", "task-specific params", "% of model", "trained params",
-                "open layers"] + [f"open {name}" for name in classes])
+                "frontier", "open layers"] + [f"open {name}" for name in classes])
   csv_header = (["patch", "settings", "accuracy %", "std", "n", "learning rate",
                  "task-specific params", "task-specific params std",
-                 "task-specific params per run", "% of model", "trained params", "open layers",
+                 "task-specific params per run", "% of model", "trained params", "frontier",
+                 "open layers",
                  "gated layers", "open %"]
                 + [f"{name} {what}" for name in classes for what in ("open", "gated")]
                 + ["workdirs"])
   md_rows, csv_rows = _taps_rows(grid, classes)
-  lr = grid.main_learning_rate
   caption = (f"Top-1 accuracy (%) on {grid.dataset} against the parameters each task keeps, "
-             "one row per patch and TAPS lambda (`taps_lambda`), over every transfer run of "
-             f"this model and dataset. {_settings_sentence(grid)} Learning rate: "
-             + (f"{lr:g}" if lr is not None else "not recorded")
-             + "; a row with no run at it shows its runs at the nearest rate (@lr=...). "
-             + TAPS_CAPTION)
+             "one row per patch, TAPS lambda (`taps_lambda`) and LoRA rank (`lora_rank`), over "
+             f"every transfer run of this model and dataset. {_settings_sentence(grid)} "
+             f"{selection.transfer_lr_sentence(grid)} {TAPS_CAPTION}")
   sources = [(run.workdir, run.command) for run in grid.runs()]
   return Table(grid.table_id, grid.title, caption, md_header, md_rows, csv_header, csv_rows,
                sources)

@@ -1,16 +1,20 @@
-"""The TAPS table's grid: accuracy vs task-specific parameters, learned vs fixed patches.
+"""The parameter-budget grid: accuracy vs task-specific parameters, TAPS and LoRA vs fixed patches.
 
 TAPS (Wallingford et al., CVPR 2022) gives every convolution a per-task residual
 that is kept only where a learned gate opens; its sparsity penalty
 (`taps_lambda`) closes most gates. How many parameters a TAPS task keeps is
-therefore a result, not a setting: this grid puts TAPS rows (one per lambda)
-beside the fixed patch kinds of the same model and dataset, each with what its
-patch file stores (`params.patch_stored`), so they compare like for like.
+therefore a result, not a setting. LoRA patches keep rank-r factors of every
+convolution (`lora_rank`). This grid puts TAPS rows (one per lambda) and LoRA
+rows (one per rank) beside the fixed patch kinds of the same model and
+dataset, each with what its patch file stores (`params.patch_stored`), so they
+compare like for like, and marks the rows on the accuracy-parameters frontier.
 
 One grid per (model, dataset, image size) of transfer runs with at least one
-TAPS run; rows are (patch, differing settings, e.g. taps_lambda), one column
-(the dataset). Like the transfer tables, a grid never averages over learning
-rates: each row is taken at the grid's main learning rate, or its nearest.
+TAPS or LoRA run (table id `taps_...`, or `lora_...` without TAPS); rows are
+(patch, differing settings, e.g. taps_lambda, lora_rank), one column (the
+dataset). Like the transfer tables, a grid never averages over learning rates:
+each row is taken at the rate selected on validation accuracy where its runs
+recorded one, else at the grid's main learning rate, or its nearest.
 """
 
 import collections
@@ -25,6 +29,10 @@ from k4p1.report import collect
 
 SSD_WEIGHT_PREFIXES = ("ssd_tf1:", "ssd_tf2:")
 TAPS_KIND = "taps"
+LORA_KIND = "lora"
+# Patch kinds whose runs give a dataset this grid.
+BUDGET_KINDS = (TAPS_KIND, LORA_KIND)
+_KIND_NAMES = {TAPS_KIND: "TAPS", LORA_KIND: "LoRA"}
 # Layer classes shown first, in this order; any other class follows by name.
 LAYER_CLASS_ORDER = ("Conv2D", "DepthwiseConv2D")
 
@@ -116,8 +124,12 @@ def grid_layer_classes(grid: cells_lib.Grid) -> list[str]:
   return sorted(names, key=layer_class_order)
 
 
+def _validation_accuracy(run: collect.RunResult, column) -> float | None:
+  return run.tasks[column[0]].validation_accuracy
+
+
 def _grid(group_key, runs: list[collect.RunResult], label: str) -> cells_lib.Grid:
-  """The TAPS grid of one (ssd, model, task, image size or None) group of runs."""
+  """The grid of one (ssd, model, task, image size or None) group of runs."""
   ssd, model, task, size = group_key
   varying, shared = cells_lib.split_settings(runs, cells_lib.SETTING_KEYS)
   main_lr = cells_lib.main_learning_rate([run.learning_rate for run in runs])
@@ -125,23 +137,45 @@ def _grid(group_key, runs: list[collect.RunResult], label: str) -> cells_lib.Gri
   cells = cells_lib.make_cells(
       ((cells_lib.row_key(run, varying), column, run, run.tasks[task].accuracy)
        for run in runs),
-      pick_lr=lambda lrs: cells_lib.nearest_lr(set(lrs), main_lr))
+      pick_lr=lambda lrs: cells_lib.nearest_lr(set(lrs), main_lr),
+      validation=_validation_accuracy)
   prefix = "ssd_" if ssd else ""
+  present = [kind for kind in BUDGET_KINDS if any(kind in run.patch_kinds for run in runs)]
+  names = " and ".join(_KIND_NAMES[kind] for kind in present)
   return cells_lib.Grid(
-      "taps", cells_lib.slug(f"{prefix}taps_{model}_{label}"),
-      f"TAPS: accuracy vs task-specific parameters ({model} on {label}"
-      + (", SSD weights)" if ssd else ")"),
+      "taps", cells_lib.slug(f"{prefix}{present[0]}_{model}_{label}"),
+      f"Accuracy vs task-specific parameters: {names} beside the fixed patches ({model} on "
+      f"{label}" + (", SSD weights)" if ssd else ")"),
       model, cells_lib.ordered_rows(cells), [column], {column: label}, cells,
       cells_lib.caption_settings(model, runs, shared), main_learning_rate=main_lr,
       dataset=label)
 
 
+def frontier(grid: cells_lib.Grid) -> set[cells_lib.RowKey]:
+  """The rows no other row beats: none is as accurate with as few stored parameters.
+
+  A row is off the frontier when another row's mean accuracy is at least its
+  own with at most its mean stored parameters, one of the two strictly
+  (rows without recorded stored parameters are never on it).
+  """
+  ((task, _),) = grid.columns
+  points = {}
+  for row in grid.rows:
+    cell = grid.cells[(row, grid.columns[0])]
+    stored = cell_stats(cell, task).stored_mean
+    if stored is not None:
+      points[row] = (stored, cell.mean_pct)
+  return {row for row, (n, acc) in points.items()
+          if not any(m <= n and a >= acc and (m, a) != (n, acc)
+                     for other, (m, a) in points.items() if other != row)}
+
+
 def build_taps_grids(runs: Sequence[collect.RunResult]) -> list[cells_lib.Grid]:
-  """One TAPS grid per (model, dataset, image size) of transfer runs with a TAPS run.
+  """One grid per (model, dataset, image size) of transfer runs with a TAPS or LoRA run.
 
   Returns:
     The grids, by (SSD weights or not, model, dataset in the paper's order,
-    image size); [] when no transfer run has a TAPS patch.
+    image size); [] when no transfer run has a TAPS or LoRA patch.
   """
   groups = collections.defaultdict(list)
   sizes = collections.defaultdict(set)
@@ -156,7 +190,7 @@ def build_taps_grids(runs: Sequence[collect.RunResult]) -> list[cells_lib.Grid]:
   for key in sorted(groups, key=lambda k: (k[0], k[1], cells_lib.dataset_sort_key(k[2]),
                                            k[3] or 0)):
     members = groups[key]
-    if not any(TAPS_KIND in run.patch_kinds for run in members):
+    if not any(kind in run.patch_kinds for run in members for kind in BUDGET_KINDS):
       continue
     if len(sizes[key[:3]]) < 2:
       key = key[:3] + (None,)

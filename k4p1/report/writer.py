@@ -2,7 +2,7 @@
 
 import os
 import pathlib
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from absl import logging
 
@@ -41,15 +41,17 @@ def _check_formats(formats: Iterable[str]) -> tuple[str, ...]:
   return formats
 
 
-def write_report(results_dir: str | os.PathLike[str],
+def write_report(results_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  out_dir: str | os.PathLike[str] | None = None,
                  formats: Iterable[str] = FORMATS) -> list[pathlib.Path | str]:
   """Turns every results.json under `results_dir` into tables and plots.
 
   Args:
     results_dir: directory holding run workdirs, at any depth (local or a
-      URL: `gs://...`, `ram://...`).
-    out_dir: where to write (created if missing); default `results_dir`.
+      URL: `gs://...`, `ram://...`), or a sequence of them read as one (a
+      comparison that reuses another config's committed runs).
+    out_dir: where to write (created if missing); default `results_dir`
+      (required with several directories).
     formats: any of "md" (tables.md), "csv" (<table_id>.csv per table),
       "png" (<table_id>_params.png / <table_id>_lr.png per plottable table).
 
@@ -57,15 +59,23 @@ def write_report(results_dir: str | os.PathLike[str],
     The files written, in writing order (`pathlib.Path`s, `str`s for URLs).
 
   Raises:
-    FileNotFoundError: `results_dir` is not a directory.
-    ValueError: no results.json under `results_dir`, or an unknown format.
+    FileNotFoundError: a `results_dir` is not a directory.
+    ValueError: no results.json under `results_dir`, an unknown format, two
+      directories holding a workdir of the same name, or several directories
+      and no `out_dir`.
     collect.ResultsFileError: a malformed results.json (named in the message).
   """
   formats = _check_formats(formats)
-  runs = collect.collect_runs(results_dir)
+  dirs = ([results_dir] if isinstance(results_dir, (str, os.PathLike))
+          else list(results_dir))
+  if len(dirs) != 1 and out_dir is None:
+    raise ValueError(f"{len(dirs)} results directories {[str(d) for d in dirs]!r} "
+                     "need an out_dir to write to")
+  runs = collect.collect_runs_of(dirs)
   if not runs:
-    raise ValueError(f"no {collect.RESULTS_FILENAME} under {str(results_dir)!r}")
-  out = _output_dir(out_dir if out_dir is not None else results_dir)
+    shown = ", ".join(repr(str(d)) for d in dirs)
+    raise ValueError(f"no {collect.RESULTS_FILENAME} under {shown}")
+  out = _output_dir(out_dir if out_dir is not None else dirs[0])
   grids = grids_lib.build_grids(runs)
   tables = [tables_lib.build_table(grid) for grid in grids]
   written = []
