@@ -152,7 +152,7 @@ def plot_taps(grid: grids_lib.Grid) -> figure_lib.Figure:
     parameters recorded, plus one line per TAPS or LoRA patch with two or
     more rows.
   """
-  fig = _new_figure((10, 5.5))
+  fig = _new_figure((12, 6.5))
   ax = fig.add_subplot()
   markers = _row_styles(grid)
   ((task, _),) = grid.columns
@@ -184,11 +184,12 @@ def plot_taps(grid: grids_lib.Grid) -> figure_lib.Figure:
   ax.grid(True, which="both", alpha=0.3)
   lr = grid.main_learning_rate
   if selection.selected_cells(grid):
-    rate = "learning rate per row selected on validation; "
+    rate = "learning rate per row selected on validation"
   else:
-    rate = f"learning rate {lr:g}; " if lr is not None else ""
-  ax.set_title(f"{grid.title}\n{rate}error bars: ± 1 std over runs; ringed: on the "
-               "frontier", fontsize=11)
+    rate = f"learning rate {lr:g}" if lr is not None else "learning rate not recorded"
+  # The grid's title is long and the legend wide: a short title in the axes' width.
+  ax.set_title(f"Accuracy vs task-specific parameters\n{grid.model} on {grid.dataset}; "
+               f"{rate}\nerror bars: ± 1 std over runs; ringed: on the frontier", fontsize=10)
   fig.legend(title="patch", loc="outside right upper", fontsize=9)
   return fig
 
