@@ -5,6 +5,20 @@ from typing import Callable, Sequence
 
 from absl import logging
 
+# A finite loss can still run away (a learning rate too large for the patch:
+# LoRA factors behind frozen BN layers at the paper's 0.045, for one). A run
+# whose last summary window's cross-entropy is over this many times its
+# first's is flagged: noise never triples a training loss, a runaway one
+# ends far above (2.3 -> 632 in results/cpu_scale_lora).
+DIVERGED_FACTOR = 3.0
+
+
+def diverged(first_loss: float | None, last_loss: float | None) -> bool:
+  """Whether the loss went from `first_loss` to over DIVERGED_FACTOR times it."""
+  if first_loss is None or last_loss is None:
+    return False
+  return last_loss > DIVERGED_FACTOR * first_loss
+
 
 class MetricAccumulator:
   """Sums step outputs over an interval; reports loss, accuracy, images/sec.

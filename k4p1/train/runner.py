@@ -292,6 +292,16 @@ class _Run:
                      "parameters kept.", task.name, gates["open_layers"],
                      gates["gated_layers"], 100 * gates["open_fraction"],
                      gates["open_delta_params"])
+    if result.diverged:
+      logging.warning(
+          "Training diverged: the cross-entropy went from %.3g (first summary "
+          "window) to %.3g (last): the accuracies below are not those of a "
+          "trained patch. Lower --learning_rate (now %g; %s).",
+          result.diverged["first_loss"], result.diverged["last_loss"],
+          self.plan.config.learning_rate,
+          "LoRA behind frozen BN layers diverged at 0.045 in "
+          "results/cpu_scale_lora" if self.plan.spec.has_lora else
+          "a sweep with --validation_fraction picks one on held-out data")
     return self._finish(result, began)
 
   def _finish(self, result: loop.LoopResult, began: float) -> dict:
@@ -310,6 +320,7 @@ class _Run:
         steps_per_epoch=self.steps_per_epoch,
         images_per_sec=result.images_per_sec,
         train_metrics=result.train_metrics, eval_history=result.eval_history,
+        diverged=result.diverged,
         replicas=self.strategy.num_replicas_in_sync,
         task_steps={t.name: int(n) for t, n in zip(
             plan.trained_tasks, self.task_steps.numpy().tolist())})
