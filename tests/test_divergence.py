@@ -1,4 +1,4 @@
-"""A training loss that runs away is flagged: logged, in results.json and the run's table."""
+"""A run that fails to train (runaway loss, chance accuracy) says so: log, results.json, table."""
 
 import json
 
@@ -28,22 +28,44 @@ def _loop(losses, summary_every=2):
       summary_every=summary_every)
 
 
+def _alarm(losses, accuracy=0.5, chance=0.1, summary_every=2):
+  result = _loop(losses, summary_every)
+  metrics = dict(result.train_metrics, **{"train/accuracy": accuracy})
+  return progress.training_alarm(result.first_loss, metrics, chance)
+
+
 def test_a_loss_that_runs_away_is_flagged_with_its_first_and_last_windows():
   result = _loop([2.3, 2.1, 5.0, 40.0, 300.0, 632.0])
-  assert result.diverged == {"first_loss": pytest.approx(2.2), "last_loss": pytest.approx(466.0)}
+  assert result.first_loss == pytest.approx(2.2)
+  assert _alarm([2.3, 2.1, 5.0, 40.0, 300.0, 632.0]) == {
+      "reason": "runaway loss", "first_loss": pytest.approx(2.2),
+      "last_loss": pytest.approx(466.0), "last_accuracy": 0.5}
+
+
+def test_a_training_accuracy_at_chance_is_flagged_even_when_the_loss_is_flat():
+  # results/cpu_scale_lora: collapsed to a constant output, cross-entropy ln 10.
+  alarm = _alarm([2.3, 2.3, 2.31, 2.30, 2.30, 2.30], accuracy=0.0985)
+  assert alarm["reason"] == "chance accuracy" and alarm["last_accuracy"] == 0.0985
+  assert _alarm([2.3, 2.3, 2.31, 2.30, 2.30, 2.30], accuracy=0.16) is None
+  # Two classes: within 5 points of chance; 1,000: within 1.5x chance.
+  assert _alarm([2.3] * 6, accuracy=0.6, chance=0.5) is None
+  assert _alarm([2.3] * 6, accuracy=0.54, chance=0.5)["reason"] == "chance accuracy"
+  assert _alarm([2.3] * 6, accuracy=0.002, chance=0.001) is None
+  assert _alarm([2.3] * 6, accuracy=0.0014, chance=0.001)["reason"] == "chance accuracy"
 
 
 @pytest.mark.parametrize("losses", [
     [2.3, 2.0, 1.5, 1.0, 0.8, 0.7],   # Learning.
-    [2.3, 2.3, 2.4, 2.5, 2.6, 2.4],   # Noise, or stuck: not a runaway.
+    [2.3, 2.3, 2.4, 2.5, 2.6, 2.4],   # Noise: not a runaway.
     [2.3, 2.3, 2.3, 2.3, 6.8, 6.8]])  # Worse, but under 3x.
 def test_a_loss_that_does_not_run_away_is_not_flagged(losses):
-  assert _loop(losses).diverged is None
+  assert _alarm(losses) is None
 
 
 def test_one_summary_window_cannot_be_compared_with_itself():
-  assert _loop([2.3, 900.0], summary_every=2).diverged is None
-  assert not progress.diverged(None, 5.0) and not progress.diverged(1.0, None)
+  assert _loop([2.3, 900.0], summary_every=2).first_loss == pytest.approx(451.15)
+  assert _alarm([2.3, 900.0]) is None
+  assert progress.training_alarm(None, {}, 0.1) is None
 
 
 def test_a_non_finite_loss_still_ends_the_run():
@@ -51,18 +73,20 @@ def test_a_non_finite_loss_still_ends_the_run():
     _loop([2.3, np.nan, 1.0, 1.0])
 
 
-def test_the_runs_table_says_it_diverged():
+def test_the_runs_table_says_training_failed():
   results = {"experiment": "transfer", "model": "mobilenet_v2", "patch": "logits+lora",
              "steps": 300, "params": {"patch_trainable": 1, "patch_stored": 1},
              "tasks": {"t": {"dataset": "mnistm5k", "accuracy": 0.1, "examples": 10}},
-             "diverged": {"first_loss": 2.31, "last_loss": 632.2}}
+             "training_alarm": {"reason": "runaway loss", "first_loss": 2.31,
+                                "last_loss": 632.2, "last_accuracy": 0.0999}}
   table = run_entry.format_run_table(results)
-  assert "WARNING: training diverged (cross-entropy 2.31 -> 632)" in table
-  del results["diverged"]
-  assert "diverged" not in run_entry.format_run_table(results)
+  assert ("WARNING: training failed (runaway loss: cross-entropy 632, training accuracy "
+          "0.100 at the end)") in table
+  del results["training_alarm"]
+  assert "WARNING" not in run_entry.format_run_table(results)
 
 
-def test_a_diverged_run_records_it_in_results_json(tmp_path, monkeypatch):
+def test_a_failed_run_records_it_in_results_json(tmp_path, monkeypatch):
   from k4p1 import train  # pylint: disable=g-import-not-at-top
   # Every loss now counts as a runaway: this checks the wiring, not the rule.
   monkeypatch.setattr(progress, "DIVERGED_FACTOR", 0.0)
@@ -70,7 +94,8 @@ def test_a_diverged_run_records_it_in_results_json(tmp_path, monkeypatch):
                            alpha=0.35, image_size=32, patch="logits", batch_size=8,
                            train_steps=4, summary_every=1, eval_every=0, checkpoint_every=0)
   results = train.run(config)
-  first, last = results["diverged"]["first_loss"], results["diverged"]["last_loss"]
-  assert 0 < first and 0 < last
+  alarm = results["training_alarm"]
+  assert alarm["reason"] == "runaway loss" and 0 < alarm["first_loss"] and 0 < alarm["last_loss"]
+  assert 0 <= alarm["last_accuracy"] <= 1
   on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
-  assert on_disk["diverged"] == results["diverged"]
+  assert on_disk["training_alarm"] == alarm

@@ -202,9 +202,8 @@ def make_train_step(strategy: tf.distribute.Strategy,
 class LoopResult:
   """What the driver reports: steps done, throughput, last metrics.
 
-  `diverged` is None unless the training loss ran away: then
-  {"first_loss", "last_loss"}, the cross-entropy of this process's first and
-  last summary windows (`progress.diverged`).
+  `first_loss` is the cross-entropy of this process's first summary window
+  (None: no window), for `progress.training_alarm`.
   """
   start_step: int
   end_step: int
@@ -212,7 +211,7 @@ class LoopResult:
   images_per_sec: Optional[float]
   train_metrics: dict
   eval_history: list
-  diverged: Optional[dict] = None
+  first_loss: Optional[float] = None
 
 
 def run_training_loop(*,
@@ -311,10 +310,7 @@ def run_training_loop(*,
       last_checkpoint = current
   if last_checkpoint != current and current > start_step:
     save_checkpoint()
-  last_loss = last_metrics.get("train/cross_entropy")
-  diverged = (dict(first_loss=first_loss, last_loss=last_loss)
-              if progress_lib.diverged(first_loss, last_loss) else None)
   return LoopResult(
       start_step=start_step, end_step=current, train_seconds=timed_seconds,
       images_per_sec=timed_images / timed_seconds if timed_seconds else None,
-      train_metrics=last_metrics, eval_history=eval_history, diverged=diverged)
+      train_metrics=last_metrics, eval_history=eval_history, first_loss=first_loss)
