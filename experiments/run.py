@@ -59,6 +59,12 @@ def format_run_table(results: dict) -> str:
   if "patch_file" in results:
     lines += ["", f"Patch file {results['patch_file']}: "
               f"{results['patch_file_bytes']:,} bytes."]
+  alarm = results.get("training_alarm")
+  if alarm:
+    lines += ["", f"WARNING: training failed ({alarm['reason']}: cross-entropy "
+              f"{alarm['last_loss']:.3g}, training accuracy {alarm['last_accuracy']:.3f} "
+              "at the end): these accuracies are not a trained patch's; lower "
+              "--learning_rate."]
   return "\n".join(lines)
 
 

@@ -182,15 +182,16 @@ def test_old_rows_naming_their_entry_point_load_as_before(tmp_path):
 def test_row_ids_take_every_unset_setting_from_the_run_configs_defaults():
   default = core.RunConfig()
   assert configs.make_row_id({"dataset": "cifar10"}) == (
-      f"{default.model}-cifar10-{default.patch}-lr{default.learning_rate:g}")
+      f"{default.model}-cifar10-{default.patch}-lr0.045")
   assert configs.make_row_id({"dataset": "cifar10", "bn_init": "copy",
                               "patch": "taps+logits"}) == (
       "mobilenet_v2-cifar10-taps+logits-init_copy-"
       f"lambda{default.taps_lambda:g}-lr0.045")
+  # LoRA behind frozen BN: the rate the run resolves (defaults.learning_rate).
   assert configs.make_row_id({"dataset": "cifar10", "patch": "lora+logits"}) == (
-      f"mobilenet_v2-cifar10-lora+logits-rank{default.lora_rank}-lr0.045")
+      f"mobilenet_v2-cifar10-lora+logits-rank{default.lora_rank}-lr0.0142")
   assert configs.make_row_id({"dataset": "cifar10", "patch": "lora+logits",
                               "lora_rank": 16, "lora_alpha": 8.0}) == (
-      "mobilenet_v2-cifar10-lora+logits-rank16-alpha8-lr0.045")
+      "mobilenet_v2-cifar10-lora+logits-rank16-alpha8-lr0.0142")
   # No dataset: no dataset part (there is no default dataset).
   assert configs.make_row_id({"patch": "logits"}) == "mobilenet_v2-logits-lr0.045"

@@ -74,13 +74,24 @@ def test_each_named_setting_defaults_to_its_first_choice(field):
 
 def test_run_config_defaults_are_the_papers_recipe():
   config = core.RunConfig()
-  assert (config.learning_rate, config.lr_reference_batch, config.batch_size) == (
-      defaults.PAPER_LEARNING_RATE, defaults.REFERENCE_BATCH, defaults.REFERENCE_BATCH)
+  # Unset, the rate is the patch's default: the paper's, but for LoRA behind frozen BN.
+  assert config.learning_rate is None
+  assert defaults.learning_rate(core.kinds.parse(config.patch)) == defaults.PAPER_LEARNING_RATE
+  assert (config.lr_reference_batch, config.batch_size) == (
+      defaults.REFERENCE_BATCH, defaults.REFERENCE_BATCH)
   assert (config.lr_decay_rate, config.lr_decay_epochs) == (0.98, 2.5)
   assert (config.taps_lambda, config.taps_threshold) == (1.0, 0.1)
   assert 0 <= defaults.TAPS_THRESHOLD < defaults.TAPS_SCORE_INIT
   assert core.kinds.parse(config.patch) == {"scale_bias", "logits"}
   assert config.experiment in choices.EXPERIMENTS
+
+
+@pytest.mark.parametrize("patch, rate", [
+    ("logits", 0.045), ("scale_bias+logits", 0.045), ("full", 0.045),
+    ("lora+logits", 0.0142), ("lora+depthwise+logits", 0.0142), ("taps+lora+logits", 0.0142),
+    ("lora+scale_bias+logits", 0.045), ("lora+stats+logits", 0.045)])
+def test_default_learning_rate_of_each_patch(patch, rate):
+  assert defaults.learning_rate(core.kinds.parse(patch)) == rate
 
 
 def test_model_and_task_names():

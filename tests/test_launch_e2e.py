@@ -21,12 +21,11 @@ from experiments import launch
 from helpers import ckpt_writers
 from k4p1 import patches
 from k4p1 import report
-from k4p1 import train
+from k4p1 import core
 
 pytestmark = pytest.mark.slow
 
 NUM_EXAMPLES = 6
-DEFAULT_LR = train.RunConfig().learning_rate
 TINY = ("--alpha=0.35", "--batch_size=4", "--train_steps=2", "--summary_every=1")
 MOCK_PYTHON = textwrap.dedent("""\
     #!{python}
@@ -96,7 +95,8 @@ def test_one_row_of_each_experiment_runs_through_the_launcher(workspace):
     assert f"--config={config}@{row_id}" in results["command"]
     resolved = results["config"]
     # The row's settings reached the runner; the pass-through flags beat them.
-    assert resolved["learning_rate"] == row.get("learning_rate", DEFAULT_LR)
+    assert resolved["learning_rate"] == row.get("learning_rate", core.defaults.learning_rate(
+        core.kinds.parse(resolved["patch"])))
     assert resolved["alpha"] == 0.35 and results["steps"] == 2
     assert len(results["tasks"]) == (len(datasets) if kind == "multitask"
                                      else 2 if kind == "multires" else 1)

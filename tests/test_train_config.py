@@ -29,6 +29,17 @@ def test_defaults_are_the_papers_recipe():
   assert config.jit_compile is False
 
 
+def test_an_unset_learning_rate_is_the_patchs_default_and_a_given_one_is_kept():
+  def rate(**fields):
+    return train.resolve(train.RunConfig(workdir="w", dataset="cifar100", **fields)).config.learning_rate
+  # LoRA behind frozen BN layers ran away at the paper's rate (results/cpu_scale_lora).
+  assert rate(patch="lora+logits") == 0.0142
+  assert rate(patch="lora+scale_bias+logits") == rate(patch="depthwise+logits") == 0.045
+  assert rate(patch="lora+logits", learning_rate=0.045) == 0.045
+  with pytest.raises(ValueError, match="learning_rate must be > 0, got 0.0"):
+    train.resolve(train.RunConfig(workdir="w", dataset="cifar100", learning_rate=0.0))
+
+
 def test_train_re_exports_the_cores_config_and_choices():
   assert train.RunConfig is config_lib.RunConfig is core.RunConfig
   assert train.merge_overrides is core.merge_overrides

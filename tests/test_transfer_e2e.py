@@ -118,7 +118,7 @@ def test_config_file_is_overridden_by_given_flags(tmp_path):
   assert config.patch == "logits"  # Flag beats the config's default.
   # A length given as a flag replaces the config's other length.
   assert config.train_epochs == 2.0 and config.train_steps is None
-  assert config.learning_rate == 0.045  # Untouched default.
+  assert config.learning_rate is None  # Untouched default: the patch's, when resolved.
 
 
 @pytest.mark.parametrize("options", [

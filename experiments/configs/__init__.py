@@ -250,5 +250,8 @@ def make_row_id(row: dict) -> str:
     parts.append(f"rank{config.lora_rank}")
     if config.lora_alpha is not None:
       parts.append(f"alpha{_format_number(config.lora_alpha)}")
-  parts.append(f"lr{_format_number(config.learning_rate)}")
+  rate = config.learning_rate
+  if rate is None:  # The patch's default, as the run resolves it.
+    rate = core.defaults.learning_rate(core.kinds.normalize(core.kinds.split(str(config.patch))))
+  parts.append(f"lr{_format_number(rate)}")
   return core.names.row_id("-".join(parts))

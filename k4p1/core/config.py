@@ -14,7 +14,8 @@ One config serves every kind of run (`k4p1.train.run`):
 
 Defaults are the paper's recipe (`k4p1.core.defaults`; TF-slim's MobileNetV2
 training script, see ../shared/PAPER.md): RMSProp (rho 0.9, momentum 0.9, epsilon 1.0), learning
-rate 0.045 for a batch of 96 scaled linearly with the batch, x0.98 every 2.5
+rate 0.045 for a batch of 96 scaled linearly with the batch (0.0142 for a
+`lora` patch without a BN kind: `defaults.learning_rate`), x0.98 every 2.5
 epochs (staircase), label smoothing 0.1, weight decay 4e-5 on trainable
 kernels. Each field's meaning is its `help` metadata, which is also the help
 of the command-line flag generated from it (`experiments/config_flags.py`).
@@ -206,9 +207,11 @@ class RunConfig:
   train_epochs: Optional[float] = _field(
       None, f"Epochs (default {DEFAULT_TRAIN_EPOCHS:g} when --train_steps is "
       "unset); rounded up to whole steps.")
-  learning_rate: float = _field(defaults.PAPER_LEARNING_RATE,
-                                "Learning rate for a batch of "
-                                "--lr_reference_batch; scaled linearly.")
+  learning_rate: Optional[float] = _field(
+      None, "Learning rate for a batch of --lr_reference_batch; scaled "
+      f"linearly (default: the paper's {defaults.PAPER_LEARNING_RATE:g}; "
+      f"{defaults.LORA_FROZEN_BN_LEARNING_RATE:g} for a lora patch without a "
+      "BN kind, whose factors ran away at the paper's rate).")
   lr_reference_batch: int = _field(defaults.REFERENCE_BATCH,
                                    "Batch size --learning_rate is given for.")
   lr_decay_rate: float = _field(defaults.LR_DECAY_RATE,

@@ -1,4 +1,4 @@
-"""Numbers of the paper's recipe and of TAPS that more than one module needs.
+"""Numbers of the paper's recipe, of TAPS and of LoRA that more than one module needs.
 
 The recipe is TF-slim's MobileNetV2 training script (../shared/PAPER.md):
 learning rate 0.045 for a batch of 96, scaled linearly with the batch, x0.98
@@ -6,6 +6,8 @@ every 2.5 epochs (staircase). `RunConfig`'s defaults, the optimizer and loss
 builders, the report (which learning rate is "the paper's") and the
 experiment configs read them from here.
 """
+
+from k4p1.core import kinds as kinds_lib
 
 PAPER_LEARNING_RATE = 0.045
 REFERENCE_BATCH = 96  # The batch PAPER_LEARNING_RATE is given for.
@@ -27,3 +29,17 @@ TAPS_WARMUP_EPOCHS = 2.0  # Epochs before the penalty starts (`--warmup_epochs`)
 # LoRA (`lora` patches): the rank r of every residual (alpha / r) * A @ B; its
 # alpha defaults to the rank (a scale of 1).
 LORA_RANK = 4
+# LoRA factors behind frozen BatchNormalization layers (a `lora` patch with no
+# BN kind) ran away at the paper's rate at every rank (results/cpu_scale_lora:
+# chance accuracy at 0.045, their best at 0.0142): nothing renormalises a
+# growing residual there. With the task's own BN layers training (`lora` with
+# `scale_bias`), the paper's rate was the best of the three.
+LORA_FROZEN_BN_LEARNING_RATE = 0.0142
+
+
+def learning_rate(patch_kinds) -> float:
+  """The default learning rate (per REFERENCE_BATCH images) of a patch's kinds."""
+  patch_kinds = frozenset(patch_kinds)
+  if "lora" in patch_kinds and not patch_kinds & kinds_lib.BN_KINDS:
+    return LORA_FROZEN_BN_LEARNING_RATE
+  return PAPER_LEARNING_RATE

@@ -19,7 +19,7 @@ from k4p1.train import performance
 check_task_names = names.check_task_names
 default_task_name = names.default_task_name
 model_task_name = names.model_task_name
-_POSITIVE = ("learning_rate", "lr_decay_epochs", "lr_decay_rate", "log_every_secs")
+_POSITIVE = ("lr_decay_epochs", "lr_decay_rate", "log_every_secs")
 # URL schemes TFDS opens as its data directory itself (through etils.epath).
 TFDS_DATA_DIR_SCHEMES = ("gs", "s3")
 
@@ -81,8 +81,9 @@ def check_fields(config: config_lib.RunConfig) -> patches.PatchSpec:
   for name in _POSITIVE:
     if not getattr(config, name) > 0:
       raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}.")
-  if config.epsilon is not None and not config.epsilon > 0:
-    raise ValueError(f"epsilon must be > 0, got {config.epsilon!r}.")
+  for name in ("learning_rate", "epsilon"):  # None: the kind's default.
+    if getattr(config, name) is not None and not getattr(config, name) > 0:
+      raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}.")
   for name in ("label_smoothing", "momentum"):
     _check_fraction(name, getattr(config, name))
   if config.bn_momentum is not None:

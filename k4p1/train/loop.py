@@ -200,13 +200,18 @@ def make_train_step(strategy: tf.distribute.Strategy,
 
 @dataclasses.dataclass
 class LoopResult:
-  """What the driver reports: steps done, throughput, last metrics."""
+  """What the driver reports: steps done, throughput, last metrics.
+
+  `first_loss` is the cross-entropy of this process's first summary window
+  (None: no window), for `progress.training_alarm`.
+  """
   start_step: int
   end_step: int
   train_seconds: float
   images_per_sec: Optional[float]
   train_metrics: dict
   eval_history: list
+  first_loss: Optional[float] = None
 
 
 def run_training_loop(*,
@@ -262,7 +267,7 @@ def run_training_loop(*,
                                       learning_rate_fn)
   timed_seconds, timed_images = 0.0, 0.0
   eval_history = []
-  last_metrics = {}
+  last_metrics, first_loss = {}, None
   last_checkpoint = None
   if current >= total_steps:
     logging.info("Step %d >= train steps %d: nothing to train.", current, total_steps)
@@ -289,6 +294,8 @@ def run_training_loop(*,
 
     if current % summary_every == 0 or current == total_steps:
       last_metrics = summary_metrics.result()
+      if first_loss is None:
+        first_loss = last_metrics.get("train/cross_entropy")
       scalars = dict(last_metrics, learning_rate=learning_rate_fn(current - 1))
       if not summary_metrics.seconds:
         scalars.pop("images_per_sec")
@@ -306,4 +313,4 @@ def run_training_loop(*,
   return LoopResult(
       start_step=start_step, end_step=current, train_seconds=timed_seconds,
       images_per_sec=timed_images / timed_seconds if timed_seconds else None,
-      train_metrics=last_metrics, eval_history=eval_history)
+      train_metrics=last_metrics, eval_history=eval_history, first_loss=first_loss)

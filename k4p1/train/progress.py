@@ -5,6 +5,43 @@ from typing import Callable, Sequence
 
 from absl import logging
 
+# A finite loss can still run away (a learning rate too large for the patch:
+# LoRA factors behind frozen BN layers at the paper's 0.045, for one), or the
+# model can collapse to a constant output. A run whose last summary window's
+# cross-entropy is over DIVERGED_FACTOR times its first's, or whose last
+# training accuracy is within CHANCE_MARGIN of chance (and at most 1.5x it,
+# for tasks of many classes), is flagged: noise
+# never triples a training loss, and a patch that trained ends well above
+# chance (results/cpu_scale_lora: lora+logits at 0.045 ended either at a
+# cross-entropy of ~500-650 or stuck at 2.30 = ln 10, 10% accuracy).
+DIVERGED_FACTOR = 3.0
+CHANCE_MARGIN = 0.05
+
+
+def training_alarm(first_loss: float | None, metrics: dict,
+                   chance: float) -> dict | None:
+  """Why a run's last training window looks untrained, or None.
+
+  Args:
+    first_loss: the cross-entropy of the process's first summary window.
+    metrics: the last window's `MetricAccumulator.result()`.
+    chance: the accuracy of guessing (1 / classes of the task with fewest).
+
+  Returns:
+    None, or {"reason": "runaway loss" | "chance accuracy", "first_loss",
+    "last_loss", "last_accuracy"}.
+  """
+  last_loss = metrics.get("train/cross_entropy")
+  accuracy = metrics.get("train/accuracy")
+  if None not in (first_loss, last_loss) and last_loss > DIVERGED_FACTOR * first_loss:
+    reason = "runaway loss"
+  elif accuracy is not None and accuracy <= chance + min(0.5 * chance, CHANCE_MARGIN):
+    reason = "chance accuracy"
+  else:
+    return None
+  return {"reason": reason, "first_loss": first_loss, "last_loss": last_loss,
+          "last_accuracy": accuracy}
+
 
 class MetricAccumulator:
   """Sums step outputs over an interval; reports loss, accuracy, images/sec.

@@ -29,6 +29,8 @@ class Training:
     eval_history: every evaluation's record.
     replicas: replicas in sync.
     task_steps: steps each trained task took, by task name.
+    alarm: None, or `progress.training_alarm`'s record of a run whose
+      training loss ran away or whose training accuracy ended at chance.
   """
   start_step: int
   end_step: int
@@ -39,6 +41,7 @@ class Training:
   eval_history: list
   replicas: int
   task_steps: dict
+  alarm: Optional[dict] = None
 
 
 def task_entries(plan, task_models, per_task: dict) -> dict:
@@ -105,6 +108,9 @@ def results(plan, *, tasks: dict, bn_init: dict, bn_statistics: dict,
     # The runner raised before this point if an earlier task had changed.
     record["earlier_tasks_unchanged"] = True
     record["base_workdir"] = paths.absolute(config.workdir)
+  if training.alarm:
+    # The accuracies are of a run that failed to train, not of a trained patch.
+    record["training_alarm"] = training.alarm
   record.update(artefacts)
   record["wall_s"] = wall_s
   return record

@@ -47,6 +47,7 @@ from k4p1.train import outputs
 from k4p1.train import param_counts
 from k4p1.train import performance
 from k4p1.train import plan as plan_lib
+from k4p1.train import progress
 from k4p1.train import record
 from k4p1.train import state as state_lib
 from k4p1.train import steps as steps_lib
@@ -292,9 +293,21 @@ class _Run:
                      "parameters kept.", task.name, gates["open_layers"],
                      gates["gated_layers"], 100 * gates["open_fraction"],
                      gates["open_delta_params"])
-    return self._finish(result, began)
+    alarm = progress.training_alarm(
+        result.first_loss, result.train_metrics,
+        max(1 / t.num_classes for t in self.plan.trained_tasks))
+    if alarm:
+      logging.warning(
+          "Training failed (%s): cross-entropy %.3g in the first summary window, "
+          "%.3g and training accuracy %.3f in the last. The accuracies below are "
+          "not those of a trained patch: lower --learning_rate (now %g%s).",
+          alarm["reason"], alarm["first_loss"] or float("nan"), alarm["last_loss"],
+          alarm["last_accuracy"], self.plan.config.learning_rate,
+          "; LoRA behind frozen BN layers failed at 0.045 in results/cpu_scale_lora"
+          if self.plan.spec.has_lora else "")
+    return self._finish(result, began, alarm)
 
-  def _finish(self, result: loop.LoopResult, began: float) -> dict:
+  def _finish(self, result: loop.LoopResult, began: float, alarm) -> dict:
     plan = self.plan
     # Counted once, after training: TAPS stores only the layers whose gates
     # ended open.
@@ -310,6 +323,7 @@ class _Run:
         steps_per_epoch=self.steps_per_epoch,
         images_per_sec=result.images_per_sec,
         train_metrics=result.train_metrics, eval_history=result.eval_history,
+        alarm=alarm,
         replicas=self.strategy.num_replicas_in_sync,
         task_steps={t.name: int(n) for t, n in zip(
             plan.trained_tasks, self.task_steps.numpy().tolist())})
