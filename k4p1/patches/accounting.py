@@ -3,9 +3,11 @@
 import keras
 
 from k4p1.patches import gates
+from k4p1.patches import info as info_lib
 from k4p1.patches import inject
 from k4p1.patches import lora as lora_lib
 from k4p1.patches import spec as spec_lib
+from k4p1.patches import variables as variables_lib
 
 
 def count_params(task_model: keras.Model) -> dict:
@@ -18,11 +20,12 @@ def count_params(task_model: keras.Model) -> dict:
     gates; a `lora` layer stores r * (k*k*C_in + C_out)), `shared` (the base's variables the task reuses) and `total`
     (`patch_stored + shared`).
   """
-  own = inject.named_patch_variables(task_model)
+  own = variables_lib.named_patch_variables(task_model)
   closed = gates.closed_delta_keys(task_model)
   trainable = sum(int(v.numpy().size) for v in own.values() if v.trainable)
   stored = sum(int(v.numpy().size) for k, v in own.items() if k not in closed)
-  shared = sum(int(v.numpy().size) for v in inject.shared_variables(task_model))
+  shared = sum(int(v.numpy().size)
+               for v in variables_lib.shared_variables(task_model))
   return {"patch_trainable": trainable, "patch_stored": stored,
           "shared": shared, "total": stored + shared}
 
@@ -74,7 +77,7 @@ def lora_summary(task_model) -> dict:
   layers = gates.lora_layers(task_model)
   if not layers:
     return {}
-  info = inject.patch_info(task_model)
+  info = info_lib.patch_info(task_model)
   by_class = {}
   for layer in layers.values():
     kind = type(layer.base_layer).__name__

@@ -3,14 +3,13 @@ cost, and their export (`bake`).
 
 `k4p1.patches.taps` and `k4p1.patches.lora` hold the layers that add a
 residual to a base kernel (TAPS's `GatedConv`, `LoRALayer` and `GatedLoRA`);
-this module works on task models (their `PatchInfo`), so it sits above the
-cloning pass (`inject`). Gated layers are TAPS's: `GatedConv` and, with
-`lora+taps`, `GatedLoRA`.
+this module works on task models (their `PatchInfo`, `info.py`). Gated
+layers are TAPS's: `GatedConv` and, with `lora+taps`, `GatedLoRA`.
 """
 
 import keras
 
-from k4p1.patches import inject
+from k4p1.patches import info as info_lib
 from k4p1.patches import lora
 from k4p1.patches import taps
 
@@ -20,7 +19,7 @@ GATED = (taps.GatedConv, lora.GatedLoRA)
 def _patch_layers(task_model) -> dict:
   """The model's patch layers; {} for models not made by `apply_patch`."""
   try:
-    return inject.patch_info(task_model).patch_layers
+    return info_lib.patch_info(task_model).patch_layers
   except ValueError:
     return {}
 
@@ -79,7 +78,7 @@ def summary(task_model) -> dict:
 
 def closed_delta_keys(task_model) -> set:
   """Patch-file keys of the residuals whose gate is closed."""
-  return closed_residual_keys(inject.patch_info(task_model).patch_layers)
+  return closed_residual_keys(info_lib.patch_info(task_model).patch_layers)
 
 
 def _replaced(layer, merge_lora: bool) -> bool:
@@ -99,11 +98,11 @@ def bake(task_model, merge_lora: bool = True):
   a K-task export stores). Every other layer is the task model's own object.
   Returns `task_model` itself if no layer is replaced.
   """
-  residual = {n: l for n, l in inject.patch_info(task_model).patch_layers.items()
+  info = info_lib.patch_info(task_model)
+  residual = {n: l for n, l in info.patch_layers.items()
               if _replaced(l, merge_lora)}
   if not residual:
     return task_model
-  info = inject.patch_info(task_model)
   copies = {}
 
   def clone_function(layer):
@@ -131,7 +130,7 @@ def bake(task_model, merge_lora: bool = True):
   shared_ids = {id(l) for l in shared}
   shared += [l.base_layer for l in residual.values()
              if l not in copies and id(l.base_layer) not in shared_ids]
-  inject.attach_info(baked, inject.PatchInfo(
+  info_lib.attach_info(baked, info_lib.PatchInfo(
       spec=info.spec, task=info.task, num_classes=info.num_classes,
       bn_stats=info.bn_stats, add_missing_scales=info.add_missing_scales,
       base=info.base, patch_layers=patch_layers, shared_layers=shared,

@@ -5,7 +5,8 @@ returns every shared layer as it is (so the task uses the base's variables, by
 identity) and rebuilds every patch layer from its config under the name
 `<layer>__<task>`, then copies the base's weights into it. `taps` and `lora`
 wrap their layers instead (`WRAPPERS`: the base layer's kernel plus a per-task
-residual). A new Dense head `logits__<task>` reads the pooled features.
+residual). A new Dense head `logits__<task>` reads the pooled features. The
+task model carries a `PatchInfo` saying what was made (`info.py`).
 
 BatchNormalization semantics (Keras 3): a BN layer normalises with batch
 statistics and updates its moving statistics only when called with
@@ -17,106 +18,20 @@ belong to the patch (`bn_stats="task"`). With `bn_stats="frozen"` they are
 `FrozenStatsBatchNormalization` layers that always use the base's statistics.
 """
 
-import dataclasses
-
 import keras
 
 from k4p1.core import choices
 from k4p1.core import names
+from k4p1.patches import info as info_lib
 from k4p1.patches import layers as patch_layers
 from k4p1.patches import lora as lora_lib
 from k4p1.patches import spec as spec_lib
 from k4p1.patches import taps as taps_lib
 
 BN_STATS = choices.BN_STATS
-HEAD_KEY = "logits"  # Key of a task's own head in patch files.
 # Patch layers that wrap their base layer (read its kernel by identity) and
 # add a per-task residual, instead of being rebuilt copies of it.
 WRAPPERS = (taps_lib.GatedConv, lora_lib.LoRALayer)
-
-
-@dataclasses.dataclass
-class PatchInfo:
-  """What `apply_patch` made; attached to the task model it describes.
-
-  Attributes:
-    spec: the normalised `PatchSpec`.
-    task: the task name.
-    num_classes: the head's output size.
-    bn_stats: `"task"` or `"frozen"`.
-    add_missing_scales: whether gammas were added to scale-less BN layers.
-    base: the base model whose variables the task shares.
-    patch_layers: base layer name -> the task's copy of that layer.
-    shared_layers: the base's layers the task uses as they are.
-    head: the task's Dense head.
-    head_is_patch: whether the head is the task's own (False when passed in).
-    bn_statistics: how the moving statistics of the task's training-mode BN
-      layers were last set: {"method": "moving_average"} (training's
-      exponential averages) or {"method": "precise_bn", ...} (population
-      statistics, `k4p1.train.precise_bn`). Saved in spec.json.
-    bn_init: how the scales, biases and statistics of those layers started:
-      {"method": "copy"} (the base's values, as injected) or {"method":
-      "preserve", ...} (`k4p1.train.bn_init`). Saved in spec.json.
-    taps_threshold: the gate threshold of `taps` layers (None without them).
-    lora_rank: the rank of `lora` residuals (None without them).
-    lora_alpha: their alpha (scale alpha / rank; None without them).
-  """
-  spec: spec_lib.PatchSpec
-  task: str
-  num_classes: int
-  bn_stats: str
-  add_missing_scales: bool
-  base: keras.Model
-  patch_layers: dict
-  shared_layers: list
-  head: keras.layers.Layer
-  head_is_patch: bool
-  bn_statistics: dict = dataclasses.field(
-      default_factory=lambda: {"method": "moving_average"})
-  bn_init: dict = dataclasses.field(default_factory=lambda: {"method": "copy"})
-  taps_threshold: float | None = None
-  lora_rank: int | None = None
-  lora_alpha: float | None = None
-
-
-# The attribute of a task model that holds its `PatchInfo`. Set with
-# `object.__setattr__`, past Keras' and TensorFlow's attribute tracking: the
-# info's layers and base model must not become the task model's sublayers or
-# checkpoint dependencies, and its dict and lists must not be wrapped. The info
-# lives and dies with its model (no global registry keeps models alive).
-_INFO_ATTRIBUTE = "_k4p1_patch_info"
-
-
-def attach_info(task_model: keras.Model, info: PatchInfo) -> None:
-  """Attaches `info` to `task_model` (see `_INFO_ATTRIBUTE`)."""
-  object.__setattr__(task_model, _INFO_ATTRIBUTE, info)
-
-
-def patch_info(task_model: keras.Model) -> PatchInfo:
-  """Returns the `PatchInfo` of a model made by `apply_patch` or `load_patch`.
-
-  Raises:
-    ValueError: the model was not made by `apply_patch`.
-  """
-  info = getattr(task_model, _INFO_ATTRIBUTE, None)
-  if not isinstance(info, PatchInfo):
-    raise ValueError(f"Model {getattr(task_model, 'name', task_model)!r} was "
-                     "not made by k4p1.patches.apply_patch (or load_patch).")
-  return info
-
-
-def set_bn_statistics(model: keras.Model, record: dict) -> None:
-  """Records how a task model's BN statistics were set (no-op for other models)."""
-  info = getattr(model, _INFO_ATTRIBUTE, None)
-  if isinstance(info, PatchInfo):
-    info.bn_statistics = dict(record)
-
-
-def set_bn_init(model: keras.Model, record: dict) -> None:
-  """Records how a task model's BN layers were initialised (no-op for other models)."""
-  info = getattr(model, _INFO_ATTRIBUTE, None)
-  if isinstance(info, PatchInfo):
-    info.bn_init = dict(record)
 
 
 def leaf_layers(model: keras.Model):
@@ -323,10 +238,10 @@ def apply_patch(base: keras.Model,
     layer.trainable = False
   head_is_patch = head is None
   if head_is_patch:
-    head = keras.layers.Dense(num_classes, name=f"{HEAD_KEY}__{task}")
+    head = keras.layers.Dense(num_classes, name=f"{info_lib.HEAD_KEY}__{task}")
   logits = head(features.outputs[0])
   model = keras.Model(features.input, logits, name=task)
-  info = PatchInfo(
+  info = info_lib.PatchInfo(
       spec=spec, task=task, num_classes=int(head.units),
       bn_stats=bn_stats, add_missing_scales=add_missing_scales, base=base,
       patch_layers={name: copy for name, (_, copy) in copies.items()},
@@ -335,60 +250,5 @@ def apply_patch(base: keras.Model,
       lora_rank=int(lora_rank) if spec.has_lora else None,
       lora_alpha=(lora_lib.resolved_alpha(lora_rank, lora_alpha)
                   if spec.has_lora else None))
-  attach_info(model, info)
+  info_lib.attach_info(model, info)
   return model
-
-
-def set_shared_trainable(task_models, trainable: bool) -> None:
-  """Freezes or unfreezes the layers the task models share with their base.
-
-  Unfrozen shared BN layers run in training mode under `training=True` and
-  update the shared statistics (multi-task training of the shared backbone).
-  """
-  for model in task_models:
-    for layer in patch_info(model).shared_layers:
-      layer.trainable = trainable
-
-
-def patch_variables(task_model: keras.Model) -> list:
-  """The task's own variables: patch layers' (incl. BN statistics) and its head's."""
-  info = patch_info(task_model)
-  variables = [v for layer in info.patch_layers.values() for v in layer.weights]
-  if info.head_is_patch:
-    variables += list(info.head.weights)
-  return variables
-
-
-def shared_variables(task_model: keras.Model) -> list:
-  """The base's variables (and a passed-in head's) that the task uses as they are."""
-  info = patch_info(task_model)
-  variables = [v for layer in info.shared_layers for v in layer.weights]
-  if not info.head_is_patch:
-    variables += list(info.head.weights)
-  return variables
-
-
-def named_patch_variables(task_model: keras.Model) -> dict:
-  """Patch variables keyed as in patch files: `<base layer>/<variable>`."""
-  info = patch_info(task_model)
-  named = {}
-  for base_name, layer in info.patch_layers.items():
-    for variable in layer.weights:
-      named[f"{base_name}/{variable.name}"] = variable
-  if info.head_is_patch:
-    for variable in info.head.weights:
-      named[f"{HEAD_KEY}/{variable.name}"] = variable
-  return named
-
-
-def named_shared_variables(task_model: keras.Model) -> dict:
-  """Shared variables keyed `<base layer>/<variable>` (a shared head: `logits/...`)."""
-  info = patch_info(task_model)
-  named = {}
-  for layer in info.shared_layers:
-    for variable in layer.weights:
-      named[f"{layer.name}/{variable.name}"] = variable
-  if not info.head_is_patch:
-    for variable in info.head.weights:
-      named[f"{HEAD_KEY}/{variable.name}"] = variable
-  return named

@@ -32,8 +32,10 @@ import k4p1
 from k4p1 import atomic
 from k4p1 import paths
 from k4p1.patches import gates
+from k4p1.patches import info as info_lib
 from k4p1.patches import inject
 from k4p1.patches import patch_files
+from k4p1.patches import variables as variables_lib
 
 # Kept under this name for callers of k4p1.patches.atomic_write_bytes.
 atomic_write_bytes = atomic.write_bytes_atomic
@@ -55,7 +57,7 @@ def _little_endian_bytes(array: np.ndarray) -> bytes:
 
 def fingerprint(task_model) -> str:
   """The sha256 of the base variables `task_model` shares (see module doc)."""
-  info = inject.patch_info(task_model)
+  info = info_lib.patch_info(task_model)
   digest = hashlib.sha256()
   if info.spec.is_full:
     # Nothing is shared: identify the architecture the patch fits.
@@ -64,7 +66,7 @@ def fingerprint(task_model) -> str:
         digest.update(f"{layer.name}/{variable.name}|{tuple(variable.shape)}|"
                       f"{variable.dtype}\n".encode())
     return digest.hexdigest()
-  for key, variable in inject.named_shared_variables(task_model).items():
+  for key, variable in variables_lib.named_shared_variables(task_model).items():
     value = variable.numpy()
     digest.update(f"{key}|{value.shape}|{value.dtype}\n".encode())
     digest.update(_little_endian_bytes(value))
@@ -72,7 +74,7 @@ def fingerprint(task_model) -> str:
 
 
 def _spec_json(task_model, arrays) -> dict:
-  info = inject.patch_info(task_model)
+  info = info_lib.patch_info(task_model)
   shape = info.base.inputs[0].shape
   return {
       "format": FORMAT,
@@ -106,8 +108,8 @@ def save_patch(task_model, path: str) -> None:
     ValueError: `task_model` was not made by `apply_patch`.
   """
   closed = gates.closed_delta_keys(task_model)  # Exactly the base: not stored.
-  arrays = {k: v.numpy() for k, v in inject.named_patch_variables(task_model).items()
-            if k not in closed}
+  own = variables_lib.named_patch_variables(task_model)
+  arrays = {k: v.numpy() for k, v in own.items() if k not in closed}
   atomic.write_bytes_atomic(
       os.fspath(path),
       patch_files.encode(_spec_json(task_model, arrays), arrays))
@@ -199,7 +201,7 @@ def load_patch(base, path: str, strict: bool = True, head=None):
         f"{spec.get('architecture')!r}) cannot be applied to base "
         f"{base.name!r}: {e}") from e
 
-  variables = inject.named_patch_variables(task_model)
+  variables = variables_lib.named_patch_variables(task_model)
   omitted = set(spec.get("omitted_closed_residuals", ()))
   missing = sorted(set(variables) - set(arrays) - omitted)
   unexpected = sorted(set(arrays) - set(variables))
@@ -231,8 +233,8 @@ def load_patch(base, path: str, strict: bool = True, head=None):
   if gates.closed_delta_keys(task_model) != omitted:
     raise PatchFileError(f"{path!r} is inconsistent: the residuals it omits "
                          "are not those of its closed TAPS gates.")
-  inject.set_bn_statistics(task_model, spec.get("bn_statistics",
-                                                {"method": "moving_average"}))
+  info_lib.set_bn_statistics(task_model, spec.get("bn_statistics",
+                                                  {"method": "moving_average"}))
   # Files written before bn_init existed started from the base's values.
-  inject.set_bn_init(task_model, spec.get("bn_init", {"method": "copy"}))
+  info_lib.set_bn_init(task_model, spec.get("bn_init", {"method": "copy"}))
   return task_model

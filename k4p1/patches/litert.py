@@ -38,6 +38,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 from k4p1 import atomic
 from k4p1.core.choices import TFLITE_QUANTIZATIONS as QUANTIZATIONS
 from k4p1.patches import gates
+from k4p1.patches import info as info_lib
 from k4p1.patches import inject
 from k4p1.patches import litert_run
 from k4p1.patches import lora
@@ -74,7 +75,7 @@ def export_task(task_model, path: str, quantization: str = "none",
     ValueError: bad quantization or images, a model not from `apply_patch`.
   """
   task_model = gates.bake(task_model)  # TAPS gates folded into the kernels.
-  info = inject.patch_info(task_model)
+  info = info_lib.patch_info(task_model)
   size = _served_size([task_model], image_size)
   if representative_images is not None:
     representative_images = [representative_images]
@@ -109,7 +110,7 @@ def export_multitask(task_models, path: str, quantization: str = "none",
   if not task_models:
     raise ValueError("export_multitask needs at least one task model.")
   task_models = [gates.bake(m, merge_lora=False) for m in task_models]
-  infos = [inject.patch_info(m) for m in task_models]
+  infos = [info_lib.patch_info(m) for m in task_models]
   bases = {id(info.base) for info in infos}
   if len(bases) != 1:
     raise ValueError(
@@ -222,10 +223,10 @@ def _stacked_variables(task_models) -> list:
   kernel of a layer with LoRA residuals gets the tasks' stacked factors, a
   tuple (`lora.stacked_factors`).
   """
-  base = inject.patch_info(task_models[0]).base
+  base = info_lib.patch_info(task_models[0]).base
   mapping = []
   for layer in inject.leaf_layers(base):
-    copies = [inject.patch_info(m).patch_layers.get(layer.name, layer)
+    copies = [info_lib.patch_info(m).patch_layers.get(layer.name, layer)
               for m in task_models]
     if all(copy is layer for copy in copies):
       continue  # Shared: read from the base's variables, stored once.
@@ -252,7 +253,7 @@ def _constant(per_task) -> tuple:
 
 def _stacked_head(task_models) -> tuple:
   """("head", `_constant` of the heads' [kernel; bias], padded to most classes)."""
-  heads = [inject.patch_info(m).head for m in task_models]
+  heads = [info_lib.patch_info(m).head for m in task_models]
   max_classes = max(int(h.units) for h in heads)
   kernels, biases = [], []
   for head in heads:

@@ -20,8 +20,8 @@ import keras
 import tensorflow as tf
 
 from k4p1 import atomic
-from k4p1.patches import inject
 from k4p1.patches import gates
+from k4p1.patches import info as info_lib
 
 # Finite so that softmax and cross-entropy stay NaN-free; exp(-1e9) is 0.
 PAD_LOGIT = -1e9
@@ -46,7 +46,7 @@ def route_tasks(task_models, images, task_ids):
   """
   num_tasks = len(task_models)
   task_ids = tf.cast(task_ids, tf.int32)
-  max_classes = max(inject.patch_info(m).num_classes for m in task_models)
+  max_classes = max(info_lib.patch_info(m).num_classes for m in task_models)
   positions = tf.dynamic_partition(tf.range(tf.shape(images)[0]), task_ids, num_tasks)
   groups = tf.dynamic_partition(images, task_ids, num_tasks)
   outputs = []
@@ -54,7 +54,7 @@ def route_tasks(task_models, images, task_ids):
     size = _input_size(model)
     if None not in size and tuple(images.shape[1:3]) != size:
       group = tf.image.resize(group, size)
-    classes = inject.patch_info(model).num_classes
+    classes = info_lib.patch_info(model).num_classes
     # A batch may hold no example of a task; Keras convolutions fail on empty
     # batches on CPU, so the model only runs on a non-empty group.
     logits = tf.cond(
@@ -83,7 +83,7 @@ def export_multitask(task_models, path: str, image_size=None) -> None:
   """
   if not task_models:
     raise ValueError("export_multitask needs at least one task model.")
-  infos = [inject.patch_info(m) for m in task_models]  # Validates every model.
+  infos = [info_lib.patch_info(m) for m in task_models]  # Validates each model.
   # Gates into the kernels; LoRA factors stay unmerged (stored per task).
   task_models = [gates.bake(m, merge_lora=False) for m in task_models]
   height, width = image_size or _input_size(task_models[0])
