@@ -282,7 +282,7 @@ def _check_make_tables(runs_dir: str) -> None:
   (run,) = report.collect_runs(runs_dir)
   assert run.workdir == "mt" and run.path == f"{runs_dir}/mt/results.json"
   make_tables.define_flags()
-  with flagsaver.flagsaver(results_dir=runs_dir, format=["md", "csv"]):
+  with flagsaver.flagsaver(results_dir=[runs_dir], format=["md", "csv"]):
     make_tables.app_main(["make_tables"])
   document = paths.read_text(f"{runs_dir}/tables.md")
   assert "mnist5k_2-3" in document and "`mt`: `mt`" in document
