@@ -244,3 +244,25 @@ def test_write_report_reads_several_directories_as_one(taps_dir, tmp_path_factor
   testing.write_run(extra / "logits-s0", _run("logits-s0", "logits", 0, 0.6, 100, 100))
   with pytest.raises(ValueError, match="'logits-s0' is under both"):
     report.write_report([taps_dir, extra], out, ["md"])
+
+
+def test_runs_flagged_by_the_training_alarm_are_marked_and_not_selected(tmp_path):
+  alarm = {"reason": "runaway loss", "first_loss": 2.3, "last_loss": 600.0, "last_accuracy": 0.1}
+  for seed in (0, 1):
+    ok = _lora(f"ok{seed}", "lora+logits", 4, seed, 0.9, 2400, learning_rate=0.0142, held=0.9)
+    bad = _lora(f"bad{seed}", "lora+logits", 4, seed, 0.1, 2400, learning_rate=0.045, held=0.1)
+    bad["training_alarm"] = alarm
+    testing.write_run(tmp_path / f"ok{seed}", ok)
+    testing.write_run(tmp_path / f"bad{seed}", bad)
+  by_id = _grids(tmp_path)
+  sweep = tables.build_table(by_id["lr_sweep_mobilenet_v2_mnist5k"])
+  ((label, at_0142, at_045),) = [row[:3] for row in sweep.md_rows]
+  assert "training failed" not in at_0142
+  assert at_045.startswith("10.0 ± 0.0 (n=2) (training failed: 2 of 2 runs)")
+  (budget,) = tables.build_table(by_id["lora_mobilenet_v2_mnist5k"]).md_rows
+  assert budget[1] == "90.0 ± 0.0 (n=2) @lr=0.0142"   # validation passed over the failed rate
+  broken = _lora("x", "lora+logits", 4, 0, 0.1, 2400)
+  broken["training_alarm"] = "runaway"
+  testing.write_run(tmp_path / "x", broken)
+  with pytest.raises(collect.ResultsFileError, match="'training_alarm' must be an object"):
+    collect.collect_runs(tmp_path)

@@ -120,6 +120,11 @@ class Cell:
     return len(self.accuracies)
 
   @property
+  def failed(self) -> int:
+    """How many of the cell's runs the runner flagged as failing to train."""
+    return sum(run.training_alarm is not None for run in self.runs)
+
+  @property
   def mean_pct(self) -> float:
     return 100.0 * math.fsum(self.accuracies) / self.n
 

@@ -74,6 +74,8 @@ class RunResult:
     system_params: total parameters of a K-task system, or None.
     separate_models_params: parameters of K separate fine-tuned models, or None.
     path: the results.json file.
+    training_alarm: the runner's record of a run that failed to train
+      (runaway loss or chance-level training accuracy), or None.
   """
   workdir: str
   experiment: str
@@ -87,6 +89,7 @@ class RunResult:
   system_params: int | None
   separate_models_params: int | None
   path: pathlib.Path | str  # A str for a URL.
+  training_alarm: Mapping[str, Any] | None = None
 
   @property
   def patch_kinds(self) -> frozenset[str]:
@@ -272,6 +275,7 @@ def parse_results(data: Any, path: pathlib.Path, workdir: str) -> RunResult:
       system_params=_optional_int(path, data, "system_params"),
       separate_models_params=_optional_int(path, data, "separate_models_params"),
       path=path,
+      training_alarm=_optional_mapping(path, data, "training_alarm"),
   )
 
 
@@ -299,6 +303,13 @@ def load_run(path: str | os.PathLike[str],
   root = results_dir if results_dir is not None else parent
   workdir = paths.relative(parent, root).replace(os.sep, "/")
   return parse_results(data, path, workdir)
+
+
+def _optional_mapping(path, data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+  value = data.get(key)
+  if value is not None and not isinstance(value, Mapping):
+    raise _fail(path, f"{key!r} must be an object, got {value!r}")
+  return value
 
 
 def collect_runs(results_dir: str | os.PathLike[str]) -> list[RunResult]:

@@ -71,7 +71,8 @@ def _csv_span(values: Sequence, fmt=str) -> str:
 def format_accuracy(cell: grids_lib.Cell | None, main_lr: float | None = None) -> str:
   """"90.1", "90.1 ± 0.3 (n=3)", with " @lr=0.1" when not at the table's main rate.
 
-  A cell whose rate was selected on validation always names it (given `main_lr`).
+  A cell whose rate was selected on validation always names it (given `main_lr`);
+  a cell with runs the runner flagged (`training_alarm`) says how many.
   """
   if cell is None:
     return NO_RUN
@@ -80,6 +81,8 @@ def format_accuracy(cell: grids_lib.Cell | None, main_lr: float | None = None) -
     text += f" ± {cell.std_pct:.1f} (n={cell.n})"
   if main_lr is not None and (cell.learning_rate != main_lr or cell.selected_on_validation):
     text += f" @lr={cell.learning_rate:g}" if cell.learning_rate is not None else " @lr=unset"
+  if cell.failed:  # `training_alarm`: not a trained patch's accuracy.
+    text += f" (training failed: {cell.failed} of {cell.n} runs)"
   return text
 
 
