@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import calibration
+from helpers.model_checks import assert_close, features_of
 from k4p1 import architectures
 from k4p1 import models
 from k4p1 import patches
@@ -34,10 +35,6 @@ def base():
   return tiny_base()
 
 
-def features_of(model):
-  return keras.Model(model.input, model.layers[-1].input)
-
-
 def perturb(model, seed=1, close=()):
   """Random B factors (A keeps its init); gates of `close` below tau."""
   rng = np.random.default_rng(seed)
@@ -47,13 +44,6 @@ def perturb(model, seed=1, close=()):
     if isinstance(layer, patches.GatedConv):
       layer.delta.assign(rng.normal(0, 0.05, layer.delta.shape).astype("float32"))
     layer.score.assign(0.05 if name in close else 0.2)
-
-
-def assert_close(actual, expected):
-  """Exports and merged kernels sum float32 in other orders: ~1e-5 relative
-  over ~50 layers, so the tolerance scales with the logits."""
-  scale = max(float(np.abs(expected).max()), 1.0)
-  np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale)
 
 
 def lora_params(net, rank):

@@ -4,7 +4,6 @@ A tiny MobileNetV2 (`helpers.tiny_base`: alpha 0.35, random weights saved to a f
 mnist5k digits at 32 px and on `tfds.testing.mock_data`, as test_taps_runs.py.
 """
 
-import json
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from k4p1 import patches
 from k4p1.patches import lora
+from helpers import model_checks
 from helpers import tiny_base
 
 pytestmark = pytest.mark.slow
@@ -72,10 +72,8 @@ def test_transfer_tflite_merges_the_factors(transfer_run, weights):
   model = patches.load_patch(tiny_base.fresh_base(weights),
                              str(workdir / "patches" / "mnist5k.safetensors"))
   images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 3)).astype("float32")
-  expected = model(images).numpy()
-  got = patches.run_tflite(str(workdir / results["tflite_file"]), images)
-  scale = max(float(np.abs(expected).max()), 1.0)
-  np.testing.assert_allclose(got, expected, atol=1e-4 * scale, rtol=1e-4)
+  model_checks.assert_close(patches.run_tflite(str(workdir / results["tflite_file"]), images),
+                            model(images).numpy())
 
 
 def test_lora_behind_taps_gates_through_the_runner(tmp_path, weights):
@@ -110,9 +108,9 @@ def test_multitask_and_sequential_lora_on_mock_data(tmp_path, weights):
     served = patches.LiteRTModel(str(workdir / results["tflite_file"]))
     for task_id, model in enumerate(task_models):
       expected = model(images).numpy()
+      model_checks.assert_close(served.predict(images, task=task_id), expected)
+      # The tolerance of the task's whole batch, as for the LiteRT file.
       scale = max(float(np.abs(expected).max()), 1.0)
-      np.testing.assert_allclose(served.predict(images, task=task_id), expected,
-                                 atol=1e-4 * scale, rtol=1e-4)
       np.testing.assert_allclose(before[task_id, :expected.shape[1]], expected[task_id],
                                  atol=1e-4 * scale, rtol=1e-4)
     # A new task at another rank: the K-task LiteRT file pads its factors.
@@ -126,15 +124,5 @@ def test_multitask_and_sequential_lora_on_mock_data(tmp_path, weights):
   served = patches.LiteRTModel(str(workdir / "tflite" / "tasks.tflite"))
   assert served.tasks == ["cifar10", "mnist5k_0-4", "mnist5k_5-9"]
   for task_id, model in enumerate(task_models):
-    expected = model(images).numpy()
-    scale = max(float(np.abs(expected).max()), 1.0)
-    np.testing.assert_allclose(served.predict(images, task=task_id), expected,
-                               atol=1e-4 * scale, rtol=1e-4)
-  served = tf.saved_model.load(str(workdir / "export"))
-  after = served.serve(
-      tf.constant(np.concatenate([images, images[:1]])),
-      tf.constant([0, 1, 2], tf.int32)).numpy()
-  np.testing.assert_array_equal(after[:2, :before.shape[1]], before)
-  manifest = json.loads((workdir / "tasks.json").read_text())
-  assert [t["name"] for t in manifest["tasks"]] == ["cifar10", "mnist5k_0-4",
-                                                     "mnist5k_5-9"]
+    model_checks.assert_close(served.predict(images, task=task_id), model(images).numpy())
+  tiny_base.assert_export_kept_earlier_tasks(workdir, images, before, "mnist5k_5-9")

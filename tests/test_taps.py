@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers.model_checks import features_of
 from k4p1 import architectures
 from k4p1 import models
 from k4p1 import patches
@@ -25,10 +26,6 @@ def base():
 @pytest.fixture(scope="module")
 def images():
   return np.random.default_rng(0).uniform(-1, 1, (4, SIZE, SIZE, 3)).astype("float32")
-
-
-def features_of(model):
-  return keras.Model(model.input, model.layers[-1].input)
 
 
 def perturb(model, seed=1, close=()):

@@ -4,7 +4,6 @@ A tiny MobileNetV2 (`helpers.tiny_base`: alpha 0.35, random weights saved to a f
 mnist5k digits at 32 px and on `tfds.testing.mock_data`.
 """
 
-import json
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from k4p1 import patches
 from k4p1 import train
+from helpers import model_checks
 from helpers import tiny_base
 from helpers.summaries import event_tags
 
@@ -84,10 +84,8 @@ def test_tflite_export_bakes_the_gates(transfer_runs, weights):
   base = tiny_base.fresh_base(weights)
   model = patches.load_patch(base, str(workdir / "patches" / "mnist5k.safetensors"))
   images = np.random.default_rng(0).uniform(-1, 1, (3, SIZE, SIZE, 3)).astype("float32")
-  expected = model(images).numpy()
-  got = patches.run_tflite(str(workdir / results["tflite_file"]), images)
-  scale = max(float(np.abs(expected).max()), 1.0)
-  np.testing.assert_allclose(got, expected, atol=1e-4 * scale, rtol=1e-4)
+  model_checks.assert_close(patches.run_tflite(str(workdir / results["tflite_file"]), images),
+                            model(images).numpy())
 
 
 def test_multitask_and_sequential_taps_on_mock_data(tmp_path, weights):
@@ -108,11 +106,4 @@ def test_multitask_and_sequential_taps_on_mock_data(tmp_path, weights):
                            image_sizes=(SIZE,), train_steps=4, sequential=True))
   assert seq["earlier_tasks_unchanged"]
   assert seq["tasks"]["mnist5k_5-9"]["taps"]["gated_layers"] == 52
-  served = tf.saved_model.load(str(workdir / "export"))  # Owns its variables.
-  after = served.serve(
-      tf.constant(np.concatenate([images, images[:1]])),
-      tf.constant([0, 1, 2], tf.int32)).numpy()
-  np.testing.assert_array_equal(after[:2, :before.shape[1]], before)
-  manifest = json.loads((workdir / "tasks.json").read_text())
-  assert [t["name"] for t in manifest["tasks"]] == ["cifar10", "mnist5k_0-4",
-                                                     "mnist5k_5-9"]
+  tiny_base.assert_export_kept_earlier_tasks(workdir, images, before, "mnist5k_5-9")
