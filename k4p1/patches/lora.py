@@ -39,6 +39,7 @@ from keras import ops
 import numpy as np
 
 from k4p1.core import defaults
+from k4p1.patches import residual
 from k4p1.patches import taps
 
 LORA_CLASSES = (keras.layers.Conv2D, keras.layers.Dense)
@@ -92,13 +93,11 @@ def _check_base(base_layer) -> None:
                      f"(groups={base_layer.groups}).")
 
 
-class LoRALayer(keras.layers.Layer):
+class LoRALayer(residual.ResidualLayer):
   """A base Conv2D or Dense layer plus a per-task low-rank kernel residual.
 
-  The base layer is held outside Keras' and TensorFlow's tracking (as
-  `taps.GatedConv` does): its kernel and bias stay the base's objects and are
-  not this layer's weights, so `weights` holds exactly the task's factors and
-  making this layer trainable never unfreezes the base.
+  The base layer is held outside tracking (`residual.ResidualLayer`, as for
+  `taps.GatedConv`), so `weights` holds exactly the task's factors.
 
   Args:
     base_layer: a built `Conv2D` (groups=1) or `Dense` layer of the base.
@@ -106,14 +105,13 @@ class LoRALayer(keras.layers.Layer):
     alpha: the residual is scaled by alpha / r (None: alpha = r).
     **kwargs: `keras.layers.Layer` arguments (e.g. `name`).
   """
+  KIND = "LoRA"
   RESIDUALS = (LORA_A, LORA_B)
 
   def __init__(self, base_layer, rank: int = RANK, alpha=None, **kwargs):
-    kwargs.setdefault("dtype", base_layer.dtype_policy)
-    super().__init__(**kwargs)
+    super().__init__(base_layer, **kwargs)
     _check_base(base_layer)
     check_settings(rank, alpha)
-    object.__setattr__(self, "_base", base_layer)
     self.rank, self.alpha = int(rank), resolved_alpha(rank, alpha)
     self.scale = self.alpha / self.rank
     a_shape, b_shape = factor_shapes(base_layer.kernel.shape, self.rank)
@@ -125,11 +123,6 @@ class LoRALayer(keras.layers.Layer):
     self.lora_b = self.add_weight(name=LORA_B, shape=b_shape, dtype=dtype,
                                   initializer="zeros")
     self.built = True
-
-  @property
-  def base_layer(self):
-    """The shared base layer whose kernel this layer adds to."""
-    return self._base
 
   def gate(self):
     """1.0: an ungated residual is always on (`GatedLoRA` learns its gate)."""
@@ -167,17 +160,7 @@ class LoRALayer(keras.layers.Layer):
       low = ops.conv(low, ops.reshape(b, (1, 1) + tuple(b.shape)),
                      data_format=base.data_format)
     outputs = ops.add(outputs, coefficient * low)
-    return taps.bias_and_activation(base, outputs, dtype)
-
-  def compute_output_shape(self, input_shape):
-    return self._base.compute_output_shape(input_shape)
-
-  def get_config(self):
-    # Not serialisable on its own (it needs the live base layer): task models
-    # are saved as patch files (`save_patch`) and exported merged (`bake`).
-    raise NotImplementedError(
-        f"{self.name}: LoRA layers are saved with k4p1.patches.save_patch and "
-        "exported with k4p1.patches.gates.bake, not as Keras configs.")
+    return residual.bias_and_activation(base, outputs, dtype)
 
 
 class GatedLoRA(LoRALayer):

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from k4p1.core import defaults
+from k4p1.patches import residual
 
 SCORE_INIT = defaults.TAPS_SCORE_INIT
 THRESHOLD = defaults.TAPS_THRESHOLD
@@ -48,27 +49,11 @@ def straight_through_gate(score, threshold: float):
   return score + tf.stop_gradient(hard - score)
 
 
-def bias_and_activation(base, outputs, dtype):
-  """The end of `base`'s own call on a kernel's output: its bias (in `dtype`,
-  laid out for its data format) and its activation. Shared by the layers that
-  compute a base layer with a per-task kernel (`GatedConv`, `lora.LoRALayer`)."""
-  if base.use_bias:
-    bias = ops.cast(base.bias, dtype)
-    if getattr(base, "data_format", None) == "channels_first":
-      bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
-    outputs = ops.add(outputs, bias)
-  if base.activation is not None:
-    outputs = base.activation(outputs)
-  return outputs
-
-
-class GatedConv(keras.layers.Layer):
+class GatedConv(residual.ResidualLayer):
   """A base convolution plus a gated, per-task kernel residual.
 
-  The base layer is held outside Keras' and TensorFlow's tracking (like
-  `PatchInfo`): its kernel and bias stay the base's objects and are not this
-  layer's weights, so `weights` holds exactly the task's patch (`delta`,
-  `score`) and making this layer trainable never unfreezes the base.
+  The base layer is held outside tracking (`residual.ResidualLayer`), so
+  `weights` holds exactly the task's patch (`delta`, `score`).
 
   Args:
     base_layer: a built `Conv2D` or `DepthwiseConv2D` of the base model.
@@ -76,16 +61,15 @@ class GatedConv(keras.layers.Layer):
     score_init: the score's initial value (above the threshold: open).
     **kwargs: `keras.layers.Layer` arguments (e.g. `name`).
   """
+  KIND = "TAPS"
   RESIDUALS = (DELTA,)  # Variables a closed gate makes unused.
 
   def __init__(self, base_layer, threshold: float = THRESHOLD,
                score_init: float = SCORE_INIT, **kwargs):
-    kwargs.setdefault("dtype", base_layer.dtype_policy)
-    super().__init__(**kwargs)
+    super().__init__(base_layer, **kwargs)
     if not isinstance(base_layer, GATED_CLASSES):
       raise ValueError(f"GatedConv wraps Conv2D or DepthwiseConv2D layers, not "
                        f"{type(base_layer).__name__} {base_layer.name!r}.")
-    object.__setattr__(self, "_base", base_layer)
     self.threshold = float(threshold)
     self.score_init = float(score_init)
     self.delta = self.add_weight(
@@ -95,11 +79,6 @@ class GatedConv(keras.layers.Layer):
         name=SCORE, shape=(), initializer=keras.initializers.Constant(score_init),
         dtype="float32")
     self.built = True
-
-  @property
-  def base_layer(self):
-    """The shared base convolution whose kernel this layer adds to."""
-    return self._base
 
   def gate(self):
     """The gate's value (0.0 or 1.0), with the straight-through gradient."""
@@ -125,17 +104,7 @@ class GatedConv(keras.layers.Layer):
           dilation_rate=base.dilation_rate, data_format=base.data_format)
     else:
       outputs = base.convolution_op(inputs, kernel)
-    return bias_and_activation(base, outputs, self.compute_dtype)
-
-  def compute_output_shape(self, input_shape):
-    return self._base.compute_output_shape(input_shape)
-
-  def get_config(self):
-    # Not serialisable on its own (it needs the live base layer): task models
-    # are saved as patch files (`save_patch`) and exported baked (`bake`).
-    raise NotImplementedError(
-        f"{self.name}: TAPS layers are saved with k4p1.patches.save_patch and "
-        "exported with k4p1.patches.gates.bake, not as Keras configs.")
+    return residual.bias_and_activation(base, outputs, self.compute_dtype)
 
 
 def score_penalty(gated) -> tf.Tensor:
