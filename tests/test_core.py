@@ -76,7 +76,7 @@ def test_run_config_defaults_are_the_papers_recipe():
   config = core.RunConfig()
   # Unset, the rate is the patch's default: the paper's, but for LoRA behind frozen BN.
   assert config.learning_rate is None
-  assert defaults.learning_rate(core.kinds.parse(config.patch)) == defaults.PAPER_LEARNING_RATE
+  assert defaults.learning_rate(config.patch) == defaults.PAPER_LEARNING_RATE
   assert (config.lr_reference_batch, config.batch_size) == (
       defaults.REFERENCE_BATCH, defaults.REFERENCE_BATCH)
   assert (config.lr_decay_rate, config.lr_decay_epochs) == (0.98, 2.5)
@@ -91,7 +91,7 @@ def test_run_config_defaults_are_the_papers_recipe():
     ("lora+logits", 0.0142), ("lora+depthwise+logits", 0.0142), ("taps+lora+logits", 0.0142),
     ("lora+scale_bias+logits", 0.045), ("lora+stats+logits", 0.045)])
 def test_default_learning_rate_of_each_patch(patch, rate):
-  assert defaults.learning_rate(core.kinds.parse(patch)) == rate
+  assert defaults.learning_rate(patch) == rate
 
 
 def test_model_and_task_names():

@@ -95,8 +95,8 @@ def test_one_row_of_each_experiment_runs_through_the_launcher(workspace):
     assert f"--config={config}@{row_id}" in results["command"]
     resolved = results["config"]
     # The row's settings reached the runner; the pass-through flags beat them.
-    assert resolved["learning_rate"] == row.get("learning_rate", core.defaults.learning_rate(
-        core.kinds.parse(resolved["patch"])))
+    assert resolved["learning_rate"] == row.get(
+        "learning_rate", core.defaults.learning_rate(resolved["patch"]))
     assert resolved["alpha"] == 0.35 and results["steps"] == 2
     assert len(results["tasks"]) == (len(datasets) if kind == "multitask"
                                      else 2 if kind == "multires" else 1)

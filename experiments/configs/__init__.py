@@ -252,6 +252,6 @@ def make_row_id(row: dict) -> str:
       parts.append(f"alpha{_format_number(config.lora_alpha)}")
   rate = config.learning_rate
   if rate is None:  # The patch's default, as the run resolves it.
-    rate = core.defaults.learning_rate(core.kinds.normalize(core.kinds.split(str(config.patch))))
+    rate = core.defaults.learning_rate(str(config.patch))
   parts.append(f"lr{_format_number(rate)}")
   return core.names.row_id("-".join(parts))

@@ -37,9 +37,9 @@ LORA_RANK = 4
 LORA_FROZEN_BN_LEARNING_RATE = 0.0142
 
 
-def learning_rate(patch_kinds) -> float:
-  """The default learning rate (per REFERENCE_BATCH images) of a patch's kinds."""
-  patch_kinds = frozenset(patch_kinds)
+def learning_rate(patch: str) -> float:
+  """The default learning rate (per REFERENCE_BATCH images) of a patch spec."""
+  patch_kinds = kinds_lib.normalize(kinds_lib.split(patch))
   if "lora" in patch_kinds and not patch_kinds & kinds_lib.BN_KINDS:
     return LORA_FROZEN_BN_LEARNING_RATE
   return PAPER_LEARNING_RATE

@@ -313,6 +313,11 @@ def _validation_members(members, validation, column):
   return lr, chosen, tuple(held[run.workdir] for run, _ in chosen)
 
 
+def validation_accuracy(run: collect.RunResult, column) -> float | None:
+  """The run's validation accuracy on the column's task (None: not recorded)."""
+  return run.tasks[column[0]].validation_accuracy
+
+
 def make_cells(entries, pick_lr=None, paper_lookup=None, validation=None):
   """Groups (row, column, run, accuracy) entries into cells.
 

@@ -70,7 +70,7 @@ def _transfer_grids(kind: str, model: str, runs: list[collect.RunResult]) -> lis
   cells = cells_lib.make_cells(
       entries, pick_lr=lambda lrs: cells_lib.nearest_lr(set(lrs), main_lr),
       paper_lookup=lambda row, column: paper_lib.paper_transfer_accuracy(
-          model, column[0], row.kinds), validation=_validation_accuracy)
+          model, column[0], row.kinds), validation=cells_lib.validation_accuracy)
   if kind == "ssd_to_imagenet":
     title = f"SSD feature extractor -> ImageNet classifier ({model}; paper claim 1)"
   else:
@@ -89,7 +89,7 @@ def _transfer_grids(kind: str, model: str, runs: list[collect.RunResult]) -> lis
     sweep_cells = cells_lib.make_cells(
         ((row_key(run, sweep_varying), run.learning_rate, run, acc)
          for _, _, run, acc in column_entries if run.learning_rate is not None),
-        validation=lambda run, _, task=column[0]: _validation_accuracy(run, (task,)))
+        validation=lambda run, _, task=column[0]: cells_lib.validation_accuracy(run, (task,)))
     prefix = "ssd_" if kind == "ssd_to_imagenet" else ""
     grids.append(Grid(
         "lr_sweep", slug(f"{prefix}lr_sweep_{model}_{labels[column]}"),
@@ -99,11 +99,6 @@ def _transfer_grids(kind: str, model: str, runs: list[collect.RunResult]) -> lis
         sweep_cells, cells_lib.caption_settings(model, sweep_runs, sweep_shared),
         dataset=labels[column]))
   return grids
-
-
-def _validation_accuracy(run: collect.RunResult, column) -> float | None:
-  """The run's validation accuracy on the column's task (None: not recorded)."""
-  return run.tasks[column[0]].validation_accuracy
 
 
 def build_transfer_grids(runs: Sequence[collect.RunResult]) -> list[Grid]:

@@ -124,10 +124,6 @@ def grid_layer_classes(grid: cells_lib.Grid) -> list[str]:
   return sorted(names, key=layer_class_order)
 
 
-def _validation_accuracy(run: collect.RunResult, column) -> float | None:
-  return run.tasks[column[0]].validation_accuracy
-
-
 def _grid(group_key, runs: list[collect.RunResult], label: str) -> cells_lib.Grid:
   """The grid of one (ssd, model, task, image size or None) group of runs."""
   ssd, model, task, size = group_key
@@ -138,7 +134,7 @@ def _grid(group_key, runs: list[collect.RunResult], label: str) -> cells_lib.Gri
       ((cells_lib.row_key(run, varying), column, run, run.tasks[task].accuracy)
        for run in runs),
       pick_lr=lambda lrs: cells_lib.nearest_lr(set(lrs), main_lr),
-      validation=_validation_accuracy)
+      validation=cells_lib.validation_accuracy)
   prefix = "ssd_" if ssd else ""
   present = [kind for kind in BUDGET_KINDS if any(kind in run.patch_kinds for run in runs)]
   names = " and ".join(_KIND_NAMES[kind] for kind in present)

@@ -25,7 +25,6 @@ from k4p1 import patches
 from k4p1 import paths
 from k4p1 import workdir as workdir_lib
 from k4p1.core import defaults
-from k4p1.core import kinds as core_kinds
 from k4p1.core import run_kinds
 from k4p1.train import checks
 from k4p1.train import config as config_lib
@@ -286,8 +285,7 @@ def _fill_defaults(config, tasks) -> config_lib.RunConfig:
   if config.epsilon is None:
     config = config.replace(epsilon=1.0 if config.optimizer == "rmsprop" else 1e-7)
   if config.learning_rate is None:
-    config = config.replace(learning_rate=defaults.learning_rate(
-        core_kinds.normalize(core_kinds.split(config.patch))))
+    config = config.replace(learning_rate=defaults.learning_rate(config.patch))
   fractions = [t.dataset.eval_fraction for t in tasks
                if t.dataset.eval_fraction is not None]
   if config.eval_fraction is None and fractions:
